@@ -1,0 +1,201 @@
+"""``defectscope data import|info|split``: make, inspect and split dataset manifests.
+
+Only argument parsing and printing live here; the work is done by ``defectscope.data``.
+
+    defectscope data import --data data/magnetic-tile --out tiles.json
+    defectscope data split tiles.json --out tiles-split.json --seed 0
+    defectscope data info tiles-split.json --verify
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from defectscope.data.importers import ImportResult, import_dataset
+from defectscope.data.manifest import Manifest
+from defectscope.data.splits import split_manifest
+from defectscope.data.summary import format_summary
+from defectscope.errors import ConfigError
+
+FORMATS = ("mvtec", "folder")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``data`` command and its sub-commands to the main parser."""
+    data = subparsers.add_parser(
+        "data",
+        help="import, inspect and split datasets (manifests)",
+        description="Dataset manifests: every image with its label, split, group and sha256.",
+    )
+    commands = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
+    data.set_defaults(handler=lambda args: _help(data))
+    _add_import(commands)
+    _add_info(commands)
+    _add_split(commands)
+
+
+def _add_import(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "import",
+        help="scan a dataset folder, check every image and write a manifest",
+        description=(
+            "Scan a dataset folder, decode and hash every image and mask, and write a manifest. "
+            "Every file is imported or listed as skipped with its reason. Formats: 'mvtec' "
+            "(train/good, test/<type>, ground_truth/<type>/<stem>_mask.png) and 'folder' (one "
+            "sub-folder per class, e.g. good/ and scratch/)."
+        ),
+    )
+    add_dataset_arguments(parser)
+    parser.add_argument("--out", required=True, metavar="MANIFEST.json", help="manifest to write")
+    parser.add_argument("--name", help="dataset name to record (default: the folder name)")
+    parser.set_defaults(handler=run_import)
+
+
+def add_dataset_arguments(parser: argparse.ArgumentParser, data_help: str = "the dataset folder"
+                          ) -> None:
+    """The options that say where a dataset is and how to read it (shared with train/test)."""
+    parser.add_argument("--data", required=True, metavar="DIR", help=data_help)
+    parser.add_argument(
+        "--format",
+        choices=FORMATS + ("manifest",),
+        help="dataset layout (default: mvtec when DIR/train/good exists, manifest when DIR is a "
+        ".json manifest, otherwise folder)",
+    )
+    parser.add_argument(
+        "--skip-bad",
+        action="store_true",
+        help="leave out unreadable images and mismatched masks (listed) instead of stopping",
+    )
+    parser.add_argument(
+        "--group-pattern",
+        metavar="REGEX",
+        help="folder format: regex searched in file names; its first group is the part/lot "
+        r"(e.g. '^(part\d+)_'), kept within one split",
+    )
+    parser.add_argument(
+        "--good-class",
+        nargs="+",
+        metavar="NAME",
+        help="folder format: class folder names that hold good parts "
+        "(replaces the default: good ok free normal pass)",
+    )
+    parser.add_argument(
+        "--mask-rule",
+        metavar="RULE",
+        help="folder format: 'auto' (default), 'none', or a file name pattern relative to the "
+        "image's folder such as '{stem}_mask.png'",
+    )
+
+
+def load_dataset(args: argparse.Namespace) -> tuple[Manifest, ImportResult | None, str]:
+    """The manifest named by ``--data``/``--format``: imported from a folder or read from JSON."""
+    data = Path(args.data)
+    fmt = args.format
+    if fmt is None:
+        if data.is_file() and data.suffix == ".json":
+            fmt = "manifest"
+        else:
+            fmt = "mvtec" if (data / "train" / "good").is_dir() else "folder"
+    if fmt == "manifest":
+        return Manifest.load(data), None, fmt
+    options: dict[str, Any] = {"on_bad": "skip" if args.skip_bad else "error"}
+    if args.group_pattern is not None:
+        options["group_pattern"] = args.group_pattern
+    if args.good_class:
+        options["good_names"] = tuple(args.good_class)
+    if args.mask_rule is not None:
+        options["mask_rule"] = args.mask_rule
+    result = import_dataset(args.data, fmt, **options)
+    return result.manifest, result, fmt
+
+
+def _add_info(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "info",
+        help="print a manifest's summary (and check its files with --verify)",
+        description="Print a manifest's counts per class and split; --verify re-hashes files.",
+    )
+    parser.add_argument("manifest", metavar="MANIFEST.json", help="manifest to read")
+    parser.add_argument(
+        "--verify",
+        action="store_true",
+        help="re-hash every image and mask; list missing or changed files and exit 1 if any",
+    )
+    parser.set_defaults(handler=run_info)
+
+
+def _add_split(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "split",
+        help="assign train/val/test splits (seeded, stratified by class, group-aware)",
+        description=(
+            "Assign every image to train, val or test: per class in the given proportions, "
+            "with all images of one group in one split. Same input and seed, same result."
+        ),
+    )
+    parser.add_argument("manifest", metavar="MANIFEST.json", help="manifest to split")
+    parser.add_argument("--out", required=True, metavar="NEW.json", help="split manifest to write")
+    parser.add_argument(
+        "--fractions",
+        default="0.7,0.15,0.15",
+        metavar="TRAIN,VAL,TEST",
+        help="split proportions summing to 1 (default: 0.7,0.15,0.15)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.set_defaults(handler=run_split)
+
+
+def run_import(args: argparse.Namespace) -> int:
+    """Import ``args.data``, print its summary and write the manifest."""
+    manifest, result, fmt = load_dataset(args)
+    if args.name:
+        manifest = dataclasses.replace(manifest, name=args.name)
+    skipped, warnings = (result.skipped, result.warnings) if result else ((), ())
+    print(format_summary(manifest, skipped, warnings))
+    written = manifest.save(args.out)
+    print(f"\nWrote {written} ({len(manifest.samples)} images, format {fmt})")
+    return 0
+
+
+def run_info(args: argparse.Namespace) -> int:
+    """Print a manifest's summary; with ``--verify`` return 1 when files changed."""
+    manifest = Manifest.load(args.manifest)
+    print(format_summary(manifest))
+    if not args.verify:
+        return 0
+    problems = manifest.verify_files()
+    if not problems:
+        print(f"\nVerified: all files match the manifest ({len(manifest.samples)} images).")
+        return 0
+    print(f"\n{len(problems)} file(s) differ from the manifest:")
+    for path, problem in problems:
+        print(f"  {path}: {problem}")
+    print("Re-import the dataset (`defectscope data import`) to record the new content.")
+    return 1
+
+
+def run_split(args: argparse.Namespace) -> int:
+    """Split a manifest, print the counts per class and split, and write the new manifest."""
+    manifest = Manifest.load(args.manifest)
+    result = split_manifest(manifest, _parse_fractions(args.fractions), seed=args.seed)
+    print(format_summary(result.manifest, warnings=result.warnings))
+    written = result.manifest.save(args.out)
+    print(f"\nWrote {written}")
+    return 0
+
+
+def _parse_fractions(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(part) for part in text.split(","))
+    except ValueError as error:
+        raise ConfigError(
+            f"--fractions {text!r} must be three numbers separated by commas, e.g. 0.7,0.15,0.15"
+        ) from error
+
+
+def _help(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return 2

@@ -1,0 +1,198 @@
+"""``defectscope train|test|predict``: the model verbs. Parsing and printing only.
+
+    defectscope train --data DIR --format mvtec --model patchcore --out MODEL_DIR
+    defectscope test --model MODEL_DIR --data DIR --report report.json
+    defectscope predict --model MODEL_DIR IMAGE_OR_DIR... --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from defectscope.cli.data import add_dataset_arguments, load_dataset
+from defectscope.errors import ConfigError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    _add_train(subparsers)
+    _add_test(subparsers)
+    _add_predict(subparsers)
+
+
+def _add_train(subparsers) -> None:
+    from defectscope.models.backbones import list_backbones
+
+    parser = subparsers.add_parser(
+        "train", help="train a model and calibrate its threshold; writes a model folder",
+        description="Train an anomaly model on the good images of the train split, calibrate "
+        "the decision threshold on the validation split (with --format mvtec: a seeded slice of "
+        "train/good), and write a model folder (bundle). Test images are never read.")
+    add_dataset_arguments(parser, "dataset folder, or a manifest .json")
+    parser.add_argument("--model", required=True, metavar="NAME",
+                        help="model to train: patchcore or padim")
+    parser.add_argument("--out", required=True, metavar="MODEL_DIR", help="model folder to write")
+    parser.add_argument("--backbone", metavar="NAME",
+                        help=f"pretrained backbone (default efficientnet_lite0): "
+                        f"{', '.join(list_backbones())}")
+    parser.add_argument("--backbone-weights", metavar="FILE",
+                        help="your own weights for the backbone's architecture (.pth state dict "
+                        "or .safetensors); its sha256 is recorded in the bundle")
+    parser.add_argument("--image-size", type=int, metavar="PX", help="network input size")
+    parser.add_argument("--coreset-ratio", type=float, metavar="R",
+                        help="patchcore: fraction of training patches kept (default 0.1)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="any other model option, e.g. --set blur_sigma=2 (repeatable)")
+    parser.add_argument("--threshold-rule", default="auto",
+                        choices=("auto", "good_quantile", "recall", "f1_max"),
+                        help="auto: every validation defect caught when defects exist, else a "
+                        "1%% false-reject quantile of good validation scores")
+    parser.add_argument("--threshold-target", type=float, metavar="X",
+                        help="target of the rule: false-reject rate for good_quantile, recall "
+                        "for recall")
+    parser.add_argument("--unsure-band", type=float, metavar="B",
+                        help="UNSURE when the score is within threshold*(1±B) (default 0.05)")
+    parser.add_argument("--val-fraction", type=float, default=0.15,
+                        help="share of good training images held back to calibrate when the data "
+                        "has no validation split (default 0.15)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.set_defaults(handler=run_train)
+
+
+def _add_test(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "test", help="evaluate a model on a dataset split; writes report JSON, PNG plots, HTML",
+        description="Score the test split (or --split val) with a model folder and write the "
+        "report: image AUROC, AP, F1, precision/recall at the threshold, confusion matrix, "
+        "recall per defect type, pixel AUROC and AUPRO where masks exist, PNG plots and HTML. "
+        "Images the model trained or calibrated on are left out, whatever folder they are in.")
+    parser.add_argument("--model", required=True, metavar="MODEL_DIR", help="model folder")
+    add_dataset_arguments(parser, "dataset folder, or a manifest .json")
+    parser.add_argument("--report", required=True, metavar="OUT.json", help="report to write")
+    parser.add_argument("--split", default="test", choices=("test", "val"),
+                        help="which split to score (default test)")
+    parser.add_argument("--no-plots", action="store_true", help="write the JSON only")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.set_defaults(handler=run_test)
+
+
+def _add_predict(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "predict", help="inspect images: verdict OK/NG/UNSURE and score per image",
+        description="Inspect images or folders of images. An unreadable image gets UNSURE with "
+        "the reason (never OK) and the exit code is 1.")
+    parser.add_argument("--model", required=True, metavar="MODEL_DIR", help="model folder")
+    parser.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR", help="images or folders")
+    parser.add_argument("--json", action="store_true",
+                        help="one JSON object per line: path, verdict, score, ...")
+    parser.add_argument("--heatmaps", metavar="DIR", help="write anomaly-map overlays (PNG) here")
+    parser.set_defaults(handler=run_predict)
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def model_options(args: argparse.Namespace) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set blur_sigma=2")
+        options[key.strip().replace("-", "_")] = _parse_value(value)
+    for name in ("backbone", "backbone_weights", "image_size", "coreset_ratio", "unsure_band"):
+        value = getattr(args, name)
+        if value is not None:
+            options[name] = value
+    if args.backbone_weights is not None and not Path(args.backbone_weights).is_file():
+        raise ConfigError(f"--backbone-weights {args.backbone_weights}: no such file")
+    return options
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from defectscope.data.summary import format_summary
+    from defectscope.training.anomaly import train_anomaly
+
+    manifest, imported, _ = load_dataset(args)
+    if imported is not None and (imported.skipped or imported.warnings):
+        print(format_summary(manifest, imported.skipped, imported.warnings), file=sys.stderr)
+    result = train_anomaly(
+        manifest, args.model, args.out, options=model_options(args),
+        threshold_rule=args.threshold_rule, threshold_target=args.threshold_target,
+        val_fraction=args.val_fraction, seed=args.seed, overwrite=args.overwrite,
+        progress=not args.quiet, log=lambda message: print(message, file=sys.stderr))
+    print(format_summary(result.manifest))
+    print(f"\nTrained {args.model} in {result.fit_seconds:.1f} s; threshold "
+          f"{result.calibration.threshold:.6g} ({result.calibration.rule}); model folder: "
+          f"{result.out_dir}")
+    return 0
+
+
+def run_test(args: argparse.Namespace) -> int:
+    from defectscope.bundle import load_bundle
+    from defectscope.data.images import load_image
+    from defectscope.evaluation.report import write_report
+    from defectscope.evaluation.run import evaluate_bundle
+
+    bundle = load_bundle(args.model)
+    manifest, _, _ = load_dataset(args)
+    report, records = evaluate_bundle(bundle, manifest, args.split, progress=not args.quiet)
+    written = write_report(report, records, Path(args.report), image_loader=load_image,
+                           plots=not args.no_plots)
+    print(format_report(report))
+    print(f"\nReport: {written['json']}" + (f"  HTML: {written['html']}" if "html" in written else ""))
+    return 0
+
+
+def _fmt(value: Any) -> str:
+    return "n/a" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """A short, readable summary of a test report."""
+    cm = report["confusion_matrix"]
+    lines = [
+        f"{report.get('model', 'model')} on {report['n_images']} images "
+        f"({report['n_good']} good, {report['n_defect']} defective; split {report.get('split')})",
+        f"  image AUROC {_fmt(report['image_auroc'])}   AP {_fmt(report['average_precision'])}   "
+        f"F1-max {_fmt(report['f1_max'])}",
+        f"  pixel AUROC {_fmt(report['pixel_auroc'])}   AUPRO {_fmt(report.get('aupro'))}",
+        f"  at threshold {_fmt(report['threshold'])}: precision {_fmt(report['precision'])}  "
+        f"recall {_fmt(report['recall'])}  F1 {_fmt(report['f1'])}  false-reject rate "
+        f"{_fmt(report['false_reject_rate'])}  UNSURE {report['n_unsure']}",
+        f"  confusion: TP {cm['tp']}  FP {cm['fp']}  TN {cm['tn']}  FN {cm['fn']}",
+    ]
+    if report.get("per_type_recall"):
+        lines.append("  recall per type: " + ", ".join(
+            f"{name} {_fmt(value)}" for name, value in report["per_type_recall"].items()))
+    return "\n".join(lines)
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    from defectscope.bundle import load_bundle
+    from defectscope.inspect import inspect_paths, iter_image_paths
+
+    bundle = load_bundle(args.model)
+    paths = iter_image_paths(args.inputs)
+    heatmaps = Path(args.heatmaps) if args.heatmaps else None
+    failures = 0
+    for row in inspect_paths(bundle, paths, heatmaps):
+        failures += row.get("error") is not None
+        if args.json:
+            print(json.dumps(row), flush=True)
+        else:
+            score = "n/a" if row["score"] is None else f"{row['score']:.5g}"
+            print(f"{row['verdict']:<7} {score:>10}  {row['path']}"
+                  + (f"  ({row['error']})" if row.get("error") else ""), flush=True)
+    if failures:
+        print(f"defectscope: {failures} image(s) could not be inspected (marked UNSURE)",
+              file=sys.stderr)
+    return 1 if failures else 0

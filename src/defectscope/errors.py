@@ -1,0 +1,39 @@
+"""Errors that reach the user: each says what went wrong, where, and how to fix it.
+
+The CLI prints any ``DefectscopeError`` as one readable line and exits 2; anything else is a bug.
+"""
+
+from __future__ import annotations
+
+
+class DefectscopeError(Exception):
+    """Base class for every error the library raises on purpose."""
+
+
+class ConfigError(DefectscopeError, ValueError):
+    """A configuration value, option or name is wrong (unknown model, out-of-range parameter)."""
+
+
+class DataError(DefectscopeError):
+    """A dataset is missing, empty, inconsistent or cannot be split as asked."""
+
+
+class ImageReadError(DataError):
+    """One image or mask cannot be read (missing, corrupt, truncated, not an image, wrong size)."""
+
+    def __init__(self, path: object, problem: str, fix: str = "") -> None:
+        self.path = str(path)
+        self.problem = problem
+        self.fix = fix
+        message = f"{self.path}: {problem}"
+        if fix:
+            message += f" ({fix})"
+        super().__init__(message)
+
+
+class BundleError(DefectscopeError):
+    """A model bundle is missing, tampered with, incomplete or from a newer version."""
+
+
+class WeightsError(DefectscopeError):
+    """Pretrained backbone weights are missing, unknown or do not match their recorded hash."""

@@ -1,0 +1,88 @@
+"""Score a dataset split with a loaded bundle and turn the results into a report.
+
+The bundle's own manifest decides which images are test images: an image the model trained or
+calibrated on (matched by content hash, wherever it now lives) is never scored as a test image.
+
+>>> report, records = evaluate_bundle(bundle, manifest, split="test")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+from defectscope.data.images import load_mask
+from defectscope.data.manifest import Manifest
+from defectscope.data.stream import load_verified, stream_images
+from defectscope.errors import DataError
+from defectscope.evaluation.report import ImageRecord, build_report
+from defectscope.types import Sample
+
+
+@dataclass(frozen=True)
+class Selection:
+    samples: tuple[Sample, ...]
+    left_out: int  # images the bundle used for training or calibration
+
+
+def select_for_evaluation(bundle_manifest: Manifest | None, manifest: Manifest, split: str
+                          ) -> Selection:
+    """Samples of ``manifest`` in ``split``, where the bundle's record of splits has the last word."""
+    known = {s.sha256: s.split for s in bundle_manifest.samples} if bundle_manifest else {}
+    chosen, left_out = [], 0
+    for sample in manifest.samples:
+        recorded = known.get(sample.sha256, sample.split)
+        if recorded == split:
+            chosen.append(sample)
+        elif sample.split == split:
+            left_out += 1
+    if not chosen:
+        raise DataError(f"no images in the {split!r} split of {manifest.root}; the bundle's "
+                        "manifest decides the split of images it has seen")
+    return Selection(tuple(chosen), left_out)
+
+
+def score_samples(model, manifest: Manifest, samples: Sequence[Sample], progress: bool = True
+                  ) -> tuple[list[ImageRecord], list[float]]:
+    """One ``ImageRecord`` per sample (anomaly map and mask, where one exists) and the model's
+    milliseconds per image, from decoded image to verdict."""
+    records, milliseconds = [], []
+    paths = [manifest.path_of(s) for s in samples]
+    stream = stream_images(range(len(samples)),
+                           loader=lambda i: load_verified(paths[i], samples[i].sha256))
+    for index, image in tqdm(stream, total=len(samples), desc="test", unit="img",
+                             disable=not progress):
+        sample = samples[index]
+        result = model.predict(image)
+        milliseconds.append(sum(result.timings.values()))
+        mask_path = manifest.mask_path_of(sample)
+        mask = load_mask(mask_path, image.shape[:2], image_path=paths[index]) if mask_path else None
+        records.append(ImageRecord(path=str(paths[index]), label=sample.label,
+                                   score=result.score, verdict=result.verdict.value,
+                                   anomaly_map=result.anomaly_map, mask=mask))
+    return records, milliseconds
+
+
+def evaluate_bundle(bundle, manifest: Manifest, split: str = "test", progress: bool = True
+                    ) -> tuple[dict, list[ImageRecord]]:
+    """The report for one split, with the bundle's identity and threshold record in it."""
+    selection = select_for_evaluation(bundle.manifest(), manifest, split)
+    records, milliseconds = score_samples(bundle.model, manifest, selection.samples, progress)
+    extra = {
+        "model": bundle.info["model"]["name"],
+        "model_version": bundle.model_version,
+        "model_path": str(bundle.path),
+        "trained_on_dataset_version": bundle.dataset_version,
+        "evaluated_dataset_version": manifest.version_id,
+        "split": split,
+        "n_left_out_seen_in_training": selection.left_out,
+        "calibration": bundle.info.get("calibration", {}),
+        "unsure_band": bundle.info.get("unsure_band"),
+        "ms_per_image_median": float(np.median(milliseconds)),
+        "ms_per_image_p95": float(np.percentile(milliseconds, 95)),
+    }
+    report = build_report(records, bundle.model.threshold, extra=extra)
+    return report, records

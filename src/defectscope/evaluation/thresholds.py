@@ -1,0 +1,175 @@
+"""Threshold calibration: turn validation scores into one decision threshold, and record why.
+
+A threshold is only as trustworthy as the rule and the data behind it, so the result is a
+``ThresholdCalibration`` record (rule, target, counts, what it achieved on these scores, and a
+plain-language note) that travels with the model bundle and into reports.
+
+Rules (a part is rejected when ``score >= threshold``):
+
+- ``"good_quantile"``: good images only; ``target`` is the allowed false-reject rate (default
+  0.01). With ``k = floor(target * n_good)`` goods allowed above it, the threshold is the midpoint
+  between the k-th and (k+1)-th highest good scores (one fewer if those tie), or the next float
+  above the highest good score when k is 0. The achieved false-reject rate is always <= target.
+- ``"recall"``: needs defects; ``target`` is the recall (default 1.0: every validation defect
+  caught). The threshold lies midway between the ``ceil(target * n_defect)``-th highest defect
+  score and the next lower score of any image, so it does not sit on a sample.
+- ``"f1_max"``: needs defects; the threshold of best F1, placed midway below that score likewise.
+- ``"auto"``: ``recall`` with target 1.0 when defects are present, else ``good_quantile`` 0.01.
+
+>>> cal = calibrate_threshold([0.1, 0.2, 0.25, 0.75], [False, False, False, True])
+>>> cal.rule, cal.threshold, cal.achieved_recall, cal.achieved_false_reject_rate
+('recall', 0.5, 1.0, 0.0)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, Mapping
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from defectscope.errors import ConfigError, DataError
+from defectscope.evaluation.metrics import f1_max, validate_scores
+
+__all__ = ["RULES", "ThresholdCalibration", "calibrate_threshold"]
+
+RULES = ("auto", "good_quantile", "recall", "f1_max")
+_EPS = 1e-9  # absorbs float noise in target * n, e.g. 0.29 * 100 = 28.999999999999996
+
+
+@dataclass(frozen=True)
+class ThresholdCalibration:
+    """How a threshold was chosen and what it achieved on the calibration scores."""
+
+    rule: str
+    target: float | None
+    threshold: float
+    n_good: int
+    n_defect: int
+    achieved_false_reject_rate: float
+    achieved_recall: float | None
+    note: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, row: Mapping[str, Any]) -> "ThresholdCalibration":
+        target, recall = row.get("target"), row.get("achieved_recall")
+        return cls(
+            rule=str(row["rule"]),
+            target=None if target is None else float(target),
+            threshold=float(row["threshold"]),
+            n_good=int(row["n_good"]),
+            n_defect=int(row["n_defect"]),
+            achieved_false_reject_rate=float(row["achieved_false_reject_rate"]),
+            achieved_recall=None if recall is None else float(recall),
+            note=str(row.get("note", "")),
+        )
+
+
+def _between(lower: float, upper: float) -> float:
+    """A value in ``(lower, upper]``: the midpoint, or ``upper`` when the two are adjacent floats."""
+    mid = lower + (upper - lower) / 2.0
+    return float(mid) if lower < mid else float(upper)
+
+
+def _below(score: float, scores: np.ndarray) -> float:
+    """A threshold that still catches ``score`` but sits midway to the next lower score, if any."""
+    lower = scores[scores < score]
+    return _between(float(lower.max()), score) if lower.size else float(score)
+
+
+def _good_quantile(good: np.ndarray, target: float) -> tuple[float, str]:
+    ranked = np.sort(good)[::-1]
+    allowed = min(math.floor(target * ranked.size + _EPS), ranked.size - 1)
+    rejected = allowed
+    while rejected > 0 and ranked[rejected - 1] == ranked[rejected]:
+        rejected -= 1  # a tie straddles the cut: reject fewer rather than too many
+    if rejected == 0:
+        threshold = float(np.nextafter(ranked[0], np.inf))
+    else:
+        threshold = _between(float(ranked[rejected]), float(ranked[rejected - 1]))
+    note = f"{rejected} of {ranked.size} good images score at or above the threshold"
+    if allowed == 0 and target > 0:
+        needed = math.ceil(1.0 / target - _EPS)
+        note += (
+            f"; only {ranked.size} good images, too few to resolve a false-reject rate of "
+            f"{target:g} (needs at least {needed}): the threshold sits just above the highest "
+            "good score"
+        )
+    elif rejected < allowed:
+        note += f"; tied good scores kept it below the {allowed} allowed"
+    return threshold, note
+
+
+def _recall(scores: np.ndarray, defect: np.ndarray, target: float) -> tuple[float, str]:
+    ranked = np.sort(defect)[::-1]
+    needed = max(1, math.ceil(target * ranked.size - _EPS))
+    threshold = _below(float(ranked[needed - 1]), scores)
+    return threshold, f"catches at least {needed} of {ranked.size} validation defects"
+
+
+def _check_target(rule: str, target: float | None) -> float | None:
+    if target is None:
+        return {"good_quantile": 0.01, "recall": 1.0}.get(rule)
+    if rule in ("auto", "f1_max"):
+        raise ConfigError(f"rule {rule!r} takes no target; use 'good_quantile' or 'recall' to set one")
+    target = float(target)
+    if rule == "good_quantile" and not 0.0 <= target < 1.0:
+        raise ConfigError(f"good_quantile target is a false-reject rate in [0, 1), got {target}")
+    if rule == "recall" and not 0.0 < target <= 1.0:
+        raise ConfigError(f"recall target must be in (0, 1], got {target}")
+    return target
+
+
+def calibrate_threshold(
+    scores: ArrayLike, is_defect: ArrayLike, rule: str = "auto", target: float | None = None
+) -> ThresholdCalibration:
+    """Choose a threshold from validation scores by ``rule`` (see the module docstring).
+
+    Raises ``ConfigError`` for an unknown rule or a target out of range, and ``DataError`` when
+    the rule needs images the data lack (good images for ``good_quantile``, defects for
+    ``recall`` and ``f1_max``).
+
+    >>> calibrate_threshold([0.1, 0.2, 0.3], [False] * 3, rule="good_quantile").threshold > 0.3
+    True
+    """
+    if rule not in RULES:
+        raise ConfigError(f"unknown threshold rule {rule!r}; known rules: {', '.join(RULES)}")
+    s, y = validate_scores(scores, is_defect)
+    good, defect = s[~y], s[y]
+    target = _check_target(rule, target)
+    chosen_by = ""
+    if rule == "auto":
+        rule = "recall" if defect.size else "good_quantile"
+        target = _check_target(rule, None)
+        chosen_by = f"auto chose {rule!r} ({'defects present' if defect.size else 'no defects'}); "
+    if rule == "good_quantile":
+        if not good.size:
+            raise DataError("rule 'good_quantile' needs good images among the calibration scores")
+        threshold, note = _good_quantile(good, float(target))
+    else:
+        if not defect.size:
+            raise DataError(f"rule {rule!r} needs defective images among the calibration scores")
+        if rule == "recall":
+            threshold, note = _recall(s, defect, float(target))
+        else:
+            best_f1, best = f1_max(s, y)
+            threshold, note = _below(best, s), f"best F1 {best_f1:.4f} on the calibration scores"
+    frr = float(np.mean(good >= threshold)) if good.size else 0.0
+    recall = float(np.mean(defect >= threshold)) if defect.size else None
+    if not good.size:
+        note += "; no good images, so the false-reject rate is unknown (reported as 0)"
+    return ThresholdCalibration(
+        rule=rule,
+        target=target,
+        threshold=threshold,
+        n_good=int(good.size),
+        n_defect=int(defect.size),
+        achieved_false_reject_rate=frr,
+        achieved_recall=recall,
+        note=chosen_by + note,
+    )

@@ -1,0 +1,266 @@
+"""What every anomaly model shares: config, backbone, batching, predict, threshold, saved state.
+
+A subclass supplies four hooks: ``_embed`` (backbone features -> patch embeddings), ``_start_fit``,
+``_add_embeddings`` (stream one batch into the learned state) and ``_finish_fit``, plus
+``_score_embeddings`` (embeddings of one image -> patch score grid and image score). The base class
+does the rest the same way for all of them: preprocessing, batching, timing, the anomaly map at the
+image's own size, the verdict, and the tensors that go into a bundle.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any, ClassVar, Iterable, Iterator, Mapping
+
+import cv2
+import numpy as np
+import torch
+
+from defectscope.errors import ConfigError, DefectscopeError
+from defectscope.models.backbones import (
+    WeightsSource,
+    build_feature_extractor,
+    empty_feature_extractor,
+    get_backbone_spec,
+)
+from defectscope.preprocess import PreprocessConfig, Preprocessor
+from defectscope.types import InspectionResult, Verdict
+
+
+@dataclasses.dataclass(frozen=True)
+class AnomalyConfig:
+    """Options every anomaly model shares. Subclasses add their own fields."""
+
+    backbone: str = "efficientnet_lite0"
+    layers: tuple[str, ...] = ()
+    backbone_weights: str | None = None
+    image_size: int = 256
+    resize: str = "square"
+    max_side: int = 512
+    normalise: str = "standardise"  # per-image brightness/contrast: see preprocess.normalise
+    batch_size: int = 8
+    blur_sigma: float = 4.0
+    unsure_band: float = 0.05
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        get_backbone_spec(self.backbone)  # unknown backbone -> ConfigError listing known ones
+        if not 0 <= self.unsure_band < 1:
+            raise ConfigError(f"unsure_band {self.unsure_band} must be in [0, 1)")
+        if self.batch_size < 1:
+            raise ConfigError("batch_size must be >= 1")
+        if self.blur_sigma < 0:
+            raise ConfigError("blur_sigma must be >= 0")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["layers"] = list(self.layers)
+        return data
+
+
+def make_config(config_class: type, options: Mapping[str, Any]):
+    """Build a config dataclass, turning unknown or mistyped options into a ``ConfigError``."""
+    fields = {f.name for f in dataclasses.fields(config_class)}
+    unknown = sorted(set(options) - fields)
+    if unknown:
+        raise ConfigError(f"unknown options {unknown}; valid options: {sorted(fields)}")
+    values = dict(options)
+    if "layers" in values and values["layers"] is not None:
+        values["layers"] = tuple(values["layers"])
+    if values.get("layers") is None:
+        values.pop("layers", None)
+    return config_class(**values)
+
+
+def _batches(arrays: Iterable[np.ndarray], batch_size: int) -> Iterator[list[np.ndarray]]:
+    """Consecutive arrays of equal shape, grouped up to ``batch_size``."""
+    batch: list[np.ndarray] = []
+    for array in arrays:
+        if batch and (len(batch) == batch_size or array.shape != batch[0].shape):
+            yield batch
+            batch = []
+        batch.append(array)
+    if batch:
+        yield batch
+
+
+class AnomalyModel:
+    """Base for models trained on good images only. ``__init__`` stores options, nothing else."""
+
+    name: ClassVar[str] = ""
+    config_class: ClassVar[type] = AnomalyConfig
+
+    def __init__(self, **options: Any) -> None:
+        self.config = make_config(self.config_class, options)
+        self.preprocess_config = self._preprocess_config()
+        self.preprocessor = Preprocessor(self.preprocess_config)
+
+    # -- configuration -------------------------------------------------------------------
+    @property
+    def layers(self) -> tuple[str, ...]:
+        return self.config.layers or get_backbone_spec(self.config.backbone).default_layers
+
+    def _preprocess_config(self) -> PreprocessConfig:
+        spec = get_backbone_spec(self.config.backbone)
+        return PreprocessConfig(
+            image_size=self.config.image_size,
+            resize=self.config.resize,
+            max_side=max(self.config.max_side, self.config.image_size),
+            mean=spec.mean,
+            std=spec.std,
+            normalise=self.config.normalise,
+        )
+
+    @property
+    def is_fitted(self) -> bool:
+        return hasattr(self, "extractor_")
+
+    @property
+    def threshold(self) -> float | None:
+        return getattr(self, "threshold_", None)
+
+    # -- hooks for subclasses ------------------------------------------------------------------
+    def _embed(self, features: list[torch.Tensor]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _start_fit(self) -> None:
+        raise NotImplementedError
+
+    def _add_embeddings(self, embeddings: torch.Tensor) -> None:
+        raise NotImplementedError
+
+    def _finish_fit(self) -> None:
+        raise NotImplementedError
+
+    def _score_embeddings(self, embeddings: torch.Tensor) -> tuple[np.ndarray, float]:
+        """One image's embeddings (1 x D x h x w) -> patch scores (h x w) and the image score."""
+        raise NotImplementedError
+
+    def _learned_arrays(self) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def _restore_arrays(self, arrays: Mapping[str, np.ndarray]) -> None:
+        raise NotImplementedError
+
+    # -- fitting -------------------------------------------------------------------------------
+    def fit(self, images: Iterable[np.ndarray], progress=None) -> "AnomalyModel":
+        """Learn from good images (RGB uint8 arrays). Streams: images are never all in memory.
+
+        ``progress`` is an optional callable called once per image (e.g. a tqdm bar's update).
+        Calling ``fit`` again starts from scratch. Returns ``self``.
+        """
+        extractor, source = build_feature_extractor(
+            self.config.backbone, self.layers, self.config.backbone_weights
+        )
+        self._set_extractor(extractor, source)
+        self._start_fit()
+        count = 0
+        inputs = (self.preprocessor(image) for image in images)
+        with torch.inference_mode():
+            for batch in _batches(inputs, self.config.batch_size):
+                tensor = torch.from_numpy(np.stack(batch)).contiguous(
+                    memory_format=torch.channels_last
+                )
+                self._add_embeddings(self._embed(self.extractor_(tensor)))
+                count += len(batch)
+                if progress is not None:
+                    progress(len(batch))
+        if count == 0:
+            raise DefectscopeError("fit got no images; give it at least one good image")
+        self.n_train_images_ = count
+        self._finish_fit()
+        self.threshold_ = None
+        self.calibration_ = None
+        return self
+
+    def _set_extractor(self, extractor, source: WeightsSource) -> None:
+        self.extractor_ = extractor.to(memory_format=torch.channels_last)
+        self.weights_source_ = source
+
+    # -- inference -----------------------------------------------------------------------------
+    def _check_fitted(self) -> None:
+        if not self.is_fitted:
+            raise DefectscopeError(f"{self.name} is not fitted: call fit() or load a bundle")
+
+    def anomaly(self, image: np.ndarray) -> tuple[float, np.ndarray, dict[str, float]]:
+        """Score one RGB uint8 image: (image score, anomaly map at the image's size, timings ms)."""
+        self._check_fitted()
+        t0 = time.perf_counter()
+        array = self.preprocessor(image)
+        t1 = time.perf_counter()
+        with torch.inference_mode():
+            tensor = torch.from_numpy(array[None]).contiguous(memory_format=torch.channels_last)
+            embeddings = self._embed(self.extractor_(tensor))
+        t2 = time.perf_counter()
+        patch_scores, score = self._score_embeddings(embeddings)
+        t3 = time.perf_counter()
+        anomaly_map = self._upsample(patch_scores, array.shape[1:], image.shape[:2])
+        t4 = time.perf_counter()
+        timings = {
+            "preprocess": (t1 - t0) * 1e3,
+            "backbone": (t2 - t1) * 1e3,
+            "scoring": (t3 - t2) * 1e3,
+            "anomaly_map": (t4 - t3) * 1e3,
+        }
+        return float(score), anomaly_map, timings
+
+    def _upsample(self, patch_scores: np.ndarray, input_hw, image_hw) -> np.ndarray:
+        """Patch grid -> network input size, Gaussian-smoothed -> the original image size."""
+        grid = np.ascontiguousarray(patch_scores, dtype=np.float32)
+        smooth = cv2.resize(grid, (input_hw[1], input_hw[0]), interpolation=cv2.INTER_LINEAR)
+        if self.config.blur_sigma > 0:
+            smooth = cv2.GaussianBlur(smooth, (0, 0), self.config.blur_sigma)
+        if tuple(image_hw) != tuple(input_hw):
+            smooth = cv2.resize(smooth, (image_hw[1], image_hw[0]), interpolation=cv2.INTER_LINEAR)
+        return smooth
+
+    def predict(self, image: np.ndarray) -> InspectionResult:
+        """Score, verdict (needs a threshold: see ``set_threshold``), anomaly map and timings."""
+        score, anomaly_map, timings = self.anomaly(image)
+        if self.threshold is None:
+            raise DefectscopeError(
+                f"{self.name} has no decision threshold yet; calibrate it (defectscope train does)"
+            )
+        verdict = Verdict.from_score(score, self.threshold, self.config.unsure_band)
+        reason = "score near the threshold" if verdict is Verdict.UNSURE else None
+        return InspectionResult(
+            score=score, verdict=verdict, anomaly_map=anomaly_map, timings=timings, reason=reason
+        )
+
+    def set_threshold(self, threshold: float, calibration: Mapping[str, Any] | None = None):
+        if not np.isfinite(threshold):
+            raise ConfigError(f"threshold must be a finite number, not {threshold}")
+        self.threshold_ = float(threshold)
+        self.calibration_ = dict(calibration or {})
+        return self
+
+    # -- state for bundles ---------------------------------------------------------------------
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Every learned tensor, backbone trunk included, as numpy arrays (for safetensors)."""
+        self._check_fitted()
+        arrays = {
+            f"backbone.{key}": value.detach().cpu().contiguous().numpy()
+            for key, value in self.extractor_.state_dict().items()
+        }
+        arrays.update(self._learned_arrays())
+        return arrays
+
+    def restore(self, arrays: Mapping[str, np.ndarray], weights: WeightsSource, n_train: int):
+        """Rebuild a fitted model from ``arrays`` (the inverse of ``arrays()``)."""
+        extractor = empty_feature_extractor(self.config.backbone, self.layers)
+        backbone = {
+            key[len("backbone.") :]: torch.from_numpy(np.array(value))
+            for key, value in arrays.items()
+            if key.startswith("backbone.")
+        }
+        try:
+            extractor.load_state_dict(backbone, strict=True)
+        except RuntimeError as error:
+            raise DefectscopeError(f"saved backbone does not match {self.config.backbone}: {error}")
+        self._set_extractor(extractor, weights)
+        self._restore_arrays({k: v for k, v in arrays.items() if not k.startswith("backbone.")})
+        self.n_train_images_ = n_train
+        self.threshold_ = None
+        self.calibration_ = None
+        return self

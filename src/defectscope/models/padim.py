@@ -1,0 +1,106 @@
+"""PaDiM (Defard et al., 2021): a Gaussian of normal features at every patch position.
+
+Features from the backbone stages are brought to the first stage's grid and concatenated; a seeded
+random subset of ``n_features`` channels is kept (as in the paper). Training streams sums and outer
+products per position (float64), so memory does not grow with the number of images. The score of a
+patch is its Mahalanobis distance to its position's Gaussian. Positions are fixed, so PaDiM needs a
+square resize: every image maps onto the same grid.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Mapping
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from defectscope.errors import ConfigError, DefectscopeError
+from defectscope.models.base import AnomalyConfig, AnomalyModel
+from defectscope.models.registry import register
+
+
+@dataclasses.dataclass(frozen=True)
+class PaDiMConfig(AnomalyConfig):
+    n_features: int = 100
+    regularisation: float = 0.01
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.resize != "square":
+            raise ConfigError("PaDiM models each patch position, so it needs resize='square'")
+        if self.n_features < 1:
+            raise ConfigError("n_features must be >= 1")
+        if self.regularisation <= 0:
+            raise ConfigError("regularisation must be > 0")
+
+
+@register("padim")
+class PaDiM(AnomalyModel):
+    config_class = PaDiMConfig
+
+    def _embed(self, features: list[torch.Tensor]) -> torch.Tensor:
+        size = features[0].shape[-2:]
+        stacked = torch.cat(
+            [f if f.shape[-2:] == size else F.interpolate(f, size=size, mode="nearest")
+             for f in features],
+            dim=1,
+        )
+        if not hasattr(self, "channels_"):
+            total = stacked.shape[1]
+            keep = min(self.config.n_features, total)
+            generator = torch.Generator().manual_seed(self.config.seed)
+            self.channels_ = torch.randperm(total, generator=generator)[:keep].sort().values
+        return stacked[:, self.channels_]
+
+    def _start_fit(self) -> None:
+        if hasattr(self, "channels_"):
+            del self.channels_
+        self._count = 0
+        self._sum = None
+        self._outer = None
+
+    def _add_embeddings(self, embeddings: torch.Tensor) -> None:
+        x = embeddings.double().flatten(2).permute(2, 0, 1)  # positions x batch x dims
+        if self._sum is None:
+            self._sum = torch.zeros(x.shape[0], x.shape[2], dtype=torch.float64)
+            self._outer = torch.zeros(x.shape[0], x.shape[2], x.shape[2], dtype=torch.float64)
+        self._sum += x.sum(1)
+        self._outer += torch.einsum("pbi,pbj->pij", x, x)
+        self._count += x.shape[1]
+        self.grid_ = tuple(embeddings.shape[-2:])
+
+    def _finish_fit(self) -> None:
+        n = self._count
+        if n < 2:
+            raise DefectscopeError("PaDiM needs at least 2 good images to estimate a covariance")
+        mean = self._sum / n
+        covariance = (self._outer - n * torch.einsum("pi,pj->pij", mean, mean)) / (n - 1)
+        covariance += self.config.regularisation * torch.eye(covariance.shape[-1], dtype=torch.float64)
+        self.mean_ = mean.float()
+        self.inverse_covariance_ = torch.linalg.inv(covariance).float().contiguous()
+        del self._sum, self._outer, self._count
+
+    def _score_embeddings(self, embeddings: torch.Tensor) -> tuple[np.ndarray, float]:
+        if tuple(embeddings.shape[-2:]) != tuple(self.grid_):
+            raise DefectscopeError(f"feature grid {tuple(embeddings.shape[-2:])} differs from "
+                                   f"the trained {self.grid_}")
+        x = embeddings[0].flatten(1).T - self.mean_  # positions x dims
+        squared = torch.einsum("pi,pij,pj->p", x, self.inverse_covariance_, x)
+        distances = squared.clamp_min(0).sqrt().reshape(self.grid_).numpy()
+        return distances, float(distances.max())
+
+    def _learned_arrays(self) -> dict[str, np.ndarray]:
+        return {
+            "channels": self.channels_.numpy(),
+            "mean": self.mean_.numpy(),
+            "inverse_covariance": self.inverse_covariance_.numpy(),
+            "grid": np.asarray(self.grid_, dtype=np.int64),
+        }
+
+    def _restore_arrays(self, arrays: Mapping[str, np.ndarray]) -> None:
+        self.channels_ = torch.from_numpy(np.array(arrays["channels"]))
+        self.mean_ = torch.from_numpy(np.array(arrays["mean"]))
+        self.inverse_covariance_ = torch.from_numpy(np.array(arrays["inverse_covariance"]))
+        self.grid_ = tuple(int(v) for v in arrays["grid"])

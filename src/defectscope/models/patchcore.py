@@ -1,0 +1,123 @@
+"""PatchCore (Roth et al., 2022): a memory bank of normal patch features, nearest-neighbour scores.
+
+- Patch features from two backbone stages, each averaged over its 3 x 3 neighbourhood (local
+  context), the deeper one upsampled to the shallower one's grid, concatenated.
+- The bank is a greedy k-center coreset of all training patches, selected while streaming
+  (``StreamingCoreset``): bounded memory, linear time.
+- A patch's score is its distance to the nearest bank entry (faiss; HNSW for large banks). The
+  image score is the largest patch score, re-weighted by how isolated its nearest bank entry is
+  (the paper's Eq. 7: a neighbour from a sparse region of the bank counts less).
+
+>>> model = create_model("patchcore", coreset_ratio=0.1)  # doctest: +SKIP
+>>> model.fit(good_images).set_threshold(0.5).predict(image).verdict  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Mapping
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from defectscope.errors import ConfigError
+from defectscope.models.base import AnomalyConfig, AnomalyModel
+from defectscope.models.coreset import StreamingCoreset
+from defectscope.models.nn_index import NearestNeighbours
+from defectscope.models.registry import register
+
+
+@dataclasses.dataclass(frozen=True)
+class PatchCoreConfig(AnomalyConfig):
+    resize: str = "keep_aspect"
+    coreset_ratio: float = 0.1
+    coreset_chunk: int = 16384
+    max_bank: int = 200_000
+    neighbourhood: int = 3
+    reweight_neighbours: int = 9
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0 < self.coreset_ratio <= 1:
+            raise ConfigError(f"coreset_ratio {self.coreset_ratio} must be in (0, 1]")
+        if self.neighbourhood < 1 or self.neighbourhood % 2 == 0:
+            raise ConfigError("neighbourhood must be an odd number >= 1")
+        if self.reweight_neighbours < 1:
+            raise ConfigError("reweight_neighbours must be >= 1")
+
+
+def aggregate_patches(features: list[torch.Tensor], neighbourhood: int) -> torch.Tensor:
+    """Average each stage over a local window, bring all to the first stage's grid, concatenate."""
+    pad = neighbourhood // 2
+    size = features[0].shape[-2:]
+    pooled = []
+    for feature in features:
+        if neighbourhood > 1:
+            feature = F.avg_pool2d(feature, neighbourhood, stride=1, padding=pad,
+                                   count_include_pad=False)
+        if feature.shape[-2:] != size:
+            feature = F.interpolate(feature, size=size, mode="bilinear", align_corners=False)
+        pooled.append(feature)
+    return torch.cat(pooled, dim=1)
+
+
+@register("patchcore")
+class PatchCore(AnomalyModel):
+    config_class = PatchCoreConfig
+
+    def _embed(self, features: list[torch.Tensor]) -> torch.Tensor:
+        return aggregate_patches(features, self.config.neighbourhood)
+
+    def _start_fit(self) -> None:
+        c = self.config
+        self._coreset = StreamingCoreset(c.coreset_ratio, c.coreset_chunk, c.max_bank, c.seed)
+
+    def _add_embeddings(self, embeddings: torch.Tensor) -> None:
+        rows = embeddings.permute(0, 2, 3, 1).reshape(-1, embeddings.shape[1])
+        self._coreset.add(rows)
+
+    def _finish_fit(self) -> None:
+        bank = self._coreset.finish().numpy()
+        self.n_patches_seen_ = self._coreset.n_seen
+        del self._coreset
+        self._set_bank(bank)
+
+    def _set_bank(self, bank: np.ndarray, index: NearestNeighbours | None = None,
+                  neighbours: np.ndarray | None = None) -> None:
+        self.memory_bank_ = np.ascontiguousarray(bank, dtype=np.float32)
+        self.index_ = index or NearestNeighbours.from_bank(self.memory_bank_)
+        if neighbours is None:
+            k = min(self.config.reweight_neighbours, len(self.memory_bank_))
+            _, neighbours = self.index_.search(self.memory_bank_, k)
+        self.bank_neighbours_ = neighbours.astype(np.int64)
+
+    def _score_embeddings(self, embeddings: torch.Tensor) -> tuple[np.ndarray, float]:
+        _, dims, height, width = embeddings.shape
+        patches = embeddings[0].permute(1, 2, 0).reshape(-1, dims).numpy()
+        distances, indices = self.index_.search(patches, 1)
+        distances = distances[:, 0]
+        worst = int(np.argmax(distances))
+        score = float(distances[worst]) * self._reweight(patches[worst], int(indices[worst, 0]))
+        return distances.reshape(height, width), score
+
+    def _reweight(self, patch: np.ndarray, nearest: int) -> float:
+        """Eq. 7: ``1 - exp(d(m*)) / sum over N_b(m*) of exp(d(m))`` (a softmax of distances)."""
+        support = self.bank_neighbours_[nearest]
+        support = support[support >= 0]
+        if support[0] != nearest:
+            support = np.concatenate([[nearest], support[support != nearest]])
+        distances = np.linalg.norm(self.memory_bank_[support] - patch, axis=1)
+        shifted = np.exp(distances - distances.max())  # softmax, numerically stable
+        return float(1.0 - shifted[0] / shifted.sum()) if len(support) > 1 else 1.0
+
+    def _learned_arrays(self) -> dict[str, np.ndarray]:
+        return {
+            "memory_bank": self.memory_bank_,
+            "bank_neighbours": self.bank_neighbours_,
+            "nn_index": self.index_.to_array(),
+        }
+
+    def _restore_arrays(self, arrays: Mapping[str, np.ndarray]) -> None:
+        index = NearestNeighbours.from_array(arrays["nn_index"])
+        self._set_bank(arrays["memory_bank"], index, arrays["bank_neighbours"])

@@ -1,0 +1,125 @@
+"""Shared, frozen value types: what flows between data, models, decisions and reports.
+
+``Sample`` is one record of a dataset manifest. ``InspectionResult`` is the one result type every
+model returns, so everything downstream (metrics, logs, publishers) is model-agnostic.
+
+>>> Verdict.from_score(0.8, threshold=0.5, band=0.1)
+<Verdict.NG: 'NG'>
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+
+GOOD = "good"
+SPLITS = ("train", "val", "test")
+
+
+class Verdict(str, enum.Enum):
+    """What the line does with a part: pass it, reject it, or send it to a person."""
+
+    OK = "OK"
+    NG = "NG"
+    UNSURE = "UNSURE"
+
+    @classmethod
+    def from_score(cls, score: float, threshold: float, band: float = 0.0) -> "Verdict":
+        """OK below the threshold, NG at or above it, UNSURE inside ``threshold * (1 +/- band)``.
+
+        A non-finite score is never OK: it is UNSURE, so a person looks at the part.
+        """
+        if not np.isfinite(score):
+            return cls.UNSURE
+        if band > 0 and threshold * (1 - band) <= score < threshold * (1 + band):
+            return cls.UNSURE
+        return cls.NG if score >= threshold else cls.OK
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One image of a dataset: where it is, what it shows, and which split it belongs to.
+
+    ``path`` and ``mask_path`` are relative to the manifest's root (POSIX separators) or absolute.
+    ``label`` is ``"good"`` or a defect type. ``group`` (a part, lot or session) never straddles
+    two splits. ``sha256`` is the image file's content hash.
+    """
+
+    path: str
+    label: str
+    sha256: str
+    mask_path: str | None = None
+    mask_sha256: str | None = None
+    group: str | None = None
+    split: str | None = None
+
+    @property
+    def is_good(self) -> bool:
+        return self.label == GOOD
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "label": self.label,
+            "sha256": self.sha256,
+            "mask_path": self.mask_path,
+            "mask_sha256": self.mask_sha256,
+            "group": self.group,
+            "split": self.split,
+        }
+
+    @classmethod
+    def from_dict(cls, row: Mapping[str, Any]) -> "Sample":
+        return cls(
+            path=str(row["path"]),
+            label=str(row["label"]),
+            sha256=str(row["sha256"]),
+            mask_path=row.get("mask_path"),
+            mask_sha256=row.get("mask_sha256"),
+            group=row.get("group"),
+            split=row.get("split"),
+        )
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One box found on a part: pixel corners (x1, y1, x2, y2), a defect type and a confidence."""
+
+    box: tuple[float, float, float, float]
+    label: str
+    confidence: float
+
+
+@dataclass(frozen=True, eq=False)
+class InspectionResult:
+    """What a model says about one image.
+
+    ``score`` is higher for more anomalous parts; ``anomaly_map`` (float32, the input image's
+    height and width) says where. ``timings`` holds milliseconds per stage. ``reason`` explains an
+    UNSURE or NG that did not come from the score alone (unreadable image, failed alignment).
+    """
+
+    score: float
+    verdict: Verdict
+    anomaly_map: np.ndarray | None = None
+    detections: tuple[Detection, ...] = ()
+    defect_type: str | None = None
+    timings: Mapping[str, float] = field(default_factory=dict)
+    reason: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready summary (the anomaly map is left out: it is an image, not a field)."""
+        return {
+            "verdict": self.verdict.value,
+            "score": float(self.score),
+            "defect_type": self.defect_type,
+            "detections": [
+                {"box": list(d.box), "label": d.label, "confidence": d.confidence}
+                for d in self.detections
+            ],
+            "timings_ms": {k: round(float(v), 3) for k, v in self.timings.items()},
+            "reason": self.reason,
+        }

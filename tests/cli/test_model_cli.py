@@ -1,0 +1,93 @@
+"""The CLI contract other tools depend on: train, test --report, predict --json."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from defectscope.cli import main
+
+from tests.conftest import save
+
+FAST = ["--image-size", "64", "--set", "max_side=96", "--quiet"]
+
+
+@pytest.fixture
+def model_dir(tiny_mvtec, tmp_path):
+    out = tmp_path / "model"
+    assert main(["train", "--data", str(tiny_mvtec), "--format", "mvtec", "--model", "patchcore",
+                 "--out", str(out), *FAST]) == 0
+    return out
+
+
+def test_test_writes_the_report_contract(model_dir, tiny_mvtec, tmp_path, capsys):
+    report_path = tmp_path / "report.json"
+    assert main(["test", "--model", str(model_dir), "--data", str(tiny_mvtec), "--format",
+                 "mvtec", "--report", str(report_path), "--quiet"]) == 0
+    report = json.loads(report_path.read_text())
+    for key in ["image_auroc", "pixel_auroc", "average_precision", "f1", "precision", "recall",
+                "threshold", "n_images", "aupro", "confusion_matrix", "per_type_recall"]:
+        assert key in report
+    assert report["n_images"] == 8
+    assert report["image_auroc"] == 1.0
+    assert report["pixel_auroc"] > 0.9
+    assert (tmp_path / "report.html").is_file()
+    assert list((tmp_path / "report_files").glob("*.png"))
+    assert "image AUROC" in capsys.readouterr().out
+
+
+def test_predict_json_lines_and_heatmaps(model_dir, tiny_mvtec, tmp_path, capsys):
+    heatmaps = tmp_path / "heat"
+    assert main(["predict", "--model", str(model_dir), str(tiny_mvtec / "test" / "good"),
+                 str(tiny_mvtec / "test" / "blob"), "--json", "--heatmaps", str(heatmaps)]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(rows) == 8
+    assert all({"path", "verdict", "score"} <= row.keys() for row in rows)
+    verdicts = {row["path"].split("/")[-2]: set() for row in rows}
+    for row in rows:
+        verdicts[row["path"].split("/")[-2]].add(row["verdict"])
+    assert verdicts["blob"] == {"NG"}
+    assert len(list(heatmaps.glob("*.png"))) == 8
+
+
+def test_predict_marks_unreadable_images_unsure_and_exits_1(model_dir, tmp_path, capsys):
+    folder = tmp_path / "incoming"
+    from tests.conftest import good_part
+
+    save(folder / "a.png", good_part(1))
+    (folder / "b.jpg").write_text("this is not a JPEG")
+    assert main(["predict", "--model", str(model_dir), str(folder), "--json"]) == 1
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [row["verdict"] for row in rows][1] == "UNSURE"
+    assert rows[1]["score"] is None and "b.jpg" in rows[1]["error"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["predict", "--model", "/no/such/model", "x.png"], "no such model folder"),
+    (["train", "--data", "/no/such/data", "--model", "patchcore", "--out", "/tmp/x"], "/no/such/data"),
+])
+def test_bad_input_gives_one_clear_line_and_exit_2(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_unknown_model_name(tiny_mvtec, tmp_path, capsys):
+    assert main(["train", "--data", str(tiny_mvtec), "--model", "nope", "--out",
+                 str(tmp_path / "m")]) == 2
+    assert "known models" in capsys.readouterr().err
+
+
+def test_missing_predict_input(model_dir, tmp_path, capsys):
+    assert main(["predict", "--model", str(model_dir), str(tmp_path / "missing.png")]) == 2
+    assert "missing.png" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [[], ["train"], ["test"], ["predict"], ["data"], ["demo"],
+                                     ["data", "import"], ["data", "split"], ["data", "info"]])
+def test_help_everywhere(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([*command, "--help"])
+    assert exit_info.value.code == 0
+    assert "usage: defectscope" in capsys.readouterr().out

@@ -1,0 +1,139 @@
+"""Threshold calibration: each rule on hand-made scores, its guarantees, and its error messages."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from defectscope.errors import ConfigError, DataError, DefectscopeError
+from defectscope.evaluation.thresholds import ThresholdCalibration, calibrate_threshold
+
+GOOD_SCORES = [0.1, 0.2, 0.3]
+DEFECT_SCORES = [0.25, 0.6, 0.9]
+SCORES = GOOD_SCORES + DEFECT_SCORES
+FLAGS = [False] * 3 + [True] * 3
+
+
+def test_good_quantile_rejects_exactly_the_allowed_top_goods():
+    goods = np.arange(100) / 100  # 0.00 .. 0.99
+    cal = calibrate_threshold(goods, np.zeros(100, bool), rule="good_quantile", target=0.05)
+    # 5 goods may be rejected: 0.95..0.99; the threshold is midway between 0.94 and 0.95.
+    assert cal.threshold == pytest.approx(0.945)
+    assert cal.achieved_false_reject_rate == pytest.approx(0.05)
+    assert (cal.rule, cal.target, cal.n_good, cal.n_defect, cal.achieved_recall) == (
+        "good_quantile", 0.05, 100, 0, None)
+
+
+def test_good_quantile_with_few_goods_sits_just_above_the_maximum():
+    cal = calibrate_threshold([0.1, 0.2, 0.3] * 3, [False] * 9, rule="good_quantile")
+    assert cal.target == 0.01
+    assert 0.3 < cal.threshold < 0.3 + 1e-12
+    assert cal.achieved_false_reject_rate == 0.0
+    assert "just above the highest good score" in cal.note
+    assert "needs at least 100" in cal.note
+
+
+def test_good_quantile_never_cuts_through_tied_scores():
+    goods = [0.1] * 8 + [0.5, 0.5]  # target 0.1 allows 1 reject, but the top two tie
+    cal = calibrate_threshold(goods, [False] * 10, rule="good_quantile", target=0.1)
+    assert cal.threshold > 0.5
+    assert cal.achieved_false_reject_rate == 0.0
+    assert "tied" in cal.note
+
+
+def test_good_quantile_guarantees_the_target_on_random_scores():
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        n = int(rng.integers(1, 400))
+        goods = np.round(rng.random(n), int(rng.integers(1, 4)))  # plenty of ties
+        target = float(rng.uniform(0, 0.5))
+        cal = calibrate_threshold(goods, np.zeros(n, bool), rule="good_quantile", target=target)
+        assert np.mean(goods >= cal.threshold) <= target
+        assert cal.achieved_false_reject_rate == np.mean(goods >= cal.threshold)
+
+
+def test_good_quantile_ignores_defects_for_the_threshold():
+    cal = calibrate_threshold(SCORES, FLAGS, rule="good_quantile", target=0.0)
+    assert 0.3 < cal.threshold < 0.31
+    assert cal.achieved_recall == pytest.approx(2 / 3)
+
+
+def test_recall_full_sits_between_the_lowest_defect_and_the_next_lower_score():
+    cal = calibrate_threshold(SCORES, FLAGS, rule="recall")
+    assert cal.threshold == pytest.approx(0.225)  # between defect 0.25 and good 0.2
+    assert cal.achieved_recall == 1.0
+    assert cal.achieved_false_reject_rate == pytest.approx(1 / 3)  # good 0.3 is rejected
+
+
+def test_recall_partial_target_rounds_the_defect_count_up():
+    cal = calibrate_threshold(SCORES, FLAGS, rule="recall", target=0.5)
+    # ceil(0.5 * 3) = 2 defects: 0.9 and 0.6; next lower score is 0.3.
+    assert cal.threshold == pytest.approx(0.45)
+    assert cal.achieved_recall == pytest.approx(2 / 3)
+    assert cal.achieved_false_reject_rate == 0.0
+
+
+def test_recall_on_the_lowest_score_uses_that_score():
+    cal = calibrate_threshold([0.05, 0.2, 0.9], [True, False, True], rule="recall")
+    assert cal.threshold == 0.05
+    assert cal.achieved_recall == 1.0
+
+
+def test_f1_max_rule():
+    cal = calibrate_threshold(SCORES, FLAGS, rule="f1_max")
+    # Best F1 is 6/7 at score 0.25 (3 defects + good 0.3); placed midway down to 0.2.
+    assert cal.threshold == pytest.approx(0.225)
+    assert "0.8571" in cal.note
+    assert cal.target is None
+
+
+def test_auto_picks_recall_with_defects_and_good_quantile_without():
+    with_defects = calibrate_threshold(SCORES, FLAGS)
+    assert (with_defects.rule, with_defects.target) == ("recall", 1.0)
+    assert "auto chose 'recall'" in with_defects.note
+    goods_only = calibrate_threshold(GOOD_SCORES, [False] * 3)
+    assert (goods_only.rule, goods_only.target) == ("good_quantile", 0.01)
+
+
+def test_only_defects_reports_unknown_false_reject_rate():
+    cal = calibrate_threshold([0.4, 0.8], [True, True], rule="recall")
+    assert cal.threshold == pytest.approx(0.4)
+    assert cal.achieved_false_reject_rate == 0.0
+    assert "no good images" in cal.note
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"rule": "median"}, ConfigError, "known rules: auto, good_quantile, recall, f1_max"),
+        ({"rule": "good_quantile", "target": 1.0}, ConfigError, r"\[0, 1\)"),
+        ({"rule": "good_quantile", "target": -0.1}, ConfigError, r"\[0, 1\)"),
+        ({"rule": "recall", "target": 0.0}, ConfigError, r"\(0, 1\]"),
+        ({"rule": "recall", "target": 1.5}, ConfigError, r"\(0, 1\]"),
+        ({"rule": "f1_max", "target": 0.5}, ConfigError, "takes no target"),
+        ({"rule": "auto", "target": 0.5}, ConfigError, "takes no target"),
+    ],
+)
+def test_bad_rules_and_targets(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        calibrate_threshold(SCORES, FLAGS, **kwargs)
+
+
+def test_missing_classes_raise_data_errors():
+    with pytest.raises(DataError, match="needs good images"):
+        calibrate_threshold([0.5], [True], rule="good_quantile")
+    for rule in ("recall", "f1_max"):
+        with pytest.raises(DefectscopeError, match="needs defective images"):
+            calibrate_threshold([0.5], [False], rule=rule)
+    with pytest.raises(ConfigError, match="NaN"):
+        calibrate_threshold([float("nan")], [False])
+
+
+def test_record_round_trips_through_json():
+    cal = calibrate_threshold(SCORES, FLAGS, rule="recall", target=0.5)
+    row = json.loads(json.dumps(cal.to_dict()))
+    assert ThresholdCalibration.from_dict(row) == cal
+    with pytest.raises(AttributeError):
+        cal.threshold = 1.0  # frozen

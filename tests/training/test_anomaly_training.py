@@ -1,0 +1,72 @@
+"""Training keeps the split contract and never leaves a partial bundle behind."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from defectscope.data.importers import import_folder, import_mvtec
+from defectscope.errors import ConfigError, DefectscopeError
+from defectscope.training.anomaly import prepare_splits, train_anomaly
+
+from tests.conftest import FAST_OPTIONS, defective_part, good_part, save
+
+
+def test_mvtec_training_holds_back_val_and_never_reads_test(tiny_mvtec, tmp_path, monkeypatch):
+    manifest = import_mvtec(tiny_mvtec).manifest
+    prepared, messages = prepare_splits(manifest)
+    test_paths = {prepared.path_of(s) for s in prepared.select(split="test")}
+    assert prepared.select(split="val") and all(s.is_good for s in prepared.select(split="val"))
+    assert {s.path for s in prepared.select(split="test")} == {
+        s.path for s in manifest.select(split="test")}
+
+    import defectscope.data.stream as stream
+
+    read = []
+    original = stream.load_image
+    monkeypatch.setattr(stream, "load_image", lambda p: read.append(p) or original(p))
+    result = train_anomaly(manifest, "padim", tmp_path / "m", options=FAST_OPTIONS, progress=False)
+    assert result.model.n_train_images_ == len(prepared.select(split="train"))
+    assert len(read) >= len(prepared.select(split="train")) + len(prepared.select(split="val"))
+    assert not test_paths & set(read)
+
+
+def test_folder_dataset_gets_a_70_15_15_split_and_recall_calibration(tmp_path):
+    root = tmp_path / "folder"
+    for i in range(30):
+        save(root / "good" / f"g{i:02d}.png", good_part(i))
+    for i in range(10):
+        save(root / "blob" / f"b{i:02d}.png", defective_part(300 + i)[0])
+    manifest = import_folder(root).manifest
+    result = train_anomaly(manifest, "patchcore", tmp_path / "m", options=FAST_OPTIONS,
+                           progress=False)
+    counts = result.manifest.counts()
+    assert counts["good"]["train"] == 21 and counts["good"]["val"] + counts["good"]["test"] == 9
+    assert result.calibration.rule == "recall"
+    assert result.calibration.achieved_recall == 1.0
+
+
+def test_failed_training_leaves_no_model_folder(tiny_mvtec, tmp_path):
+    manifest = import_mvtec(tiny_mvtec).manifest
+    bad = tiny_mvtec / "train" / "good" / "005.png"
+    bad.write_bytes(bad.read_bytes()[:200])  # truncated after import
+    with pytest.raises(DefectscopeError, match="005.png"):
+        train_anomaly(manifest, "patchcore", tmp_path / "model", options=FAST_OPTIONS,
+                      progress=False)
+    assert not (tmp_path / "model").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".model")]
+
+
+def test_unknown_model_fails_before_any_work(tiny_mvtec, tmp_path):
+    manifest = import_mvtec(tiny_mvtec).manifest
+    with pytest.raises(ConfigError, match="known models"):
+        train_anomaly(manifest, "nope", tmp_path / "m", progress=False)
+    assert not (tmp_path / "m").exists()
+
+
+def test_an_image_changed_since_import_is_refused(tiny_mvtec, tmp_path):
+    manifest = import_mvtec(tiny_mvtec).manifest
+    save(tiny_mvtec / "train" / "good" / "003.png", good_part(4242))
+    with pytest.raises(DefectscopeError, match="003.png.*changed since"):
+        train_anomaly(manifest, "patchcore", tmp_path / "model", options=FAST_OPTIONS,
+                      progress=False)
