@@ -123,3 +123,67 @@ class InspectionResult:
             "timings_ms": {k: round(float(v), 3) for k, v in self.timings.items()},
             "reason": self.reason,
         }
+
+
+@dataclass(frozen=True)
+class PartResult:
+    """One inspected part on the line: what is logged, published and shown on the dashboard.
+
+    ``InspectionResult`` is what a model says about an image; ``PartResult`` adds who, when and
+    where (part id, source, time, line) and which model and dataset version decided. ``score``
+    is None when no score could be computed (unreadable image, inference error): the verdict is
+    then never OK and ``reason`` says why. ``timestamp`` is Unix seconds (UTC).
+    """
+
+    part_id: str
+    timestamp: float
+    verdict: Verdict
+    score: float | None
+    threshold: float | None
+    model_version: str
+    dataset_version: str | None = None
+    line: str = "line1"
+    source: str = ""
+    defect_types: tuple[str, ...] = ()
+    timings: Mapping[str, float] = field(default_factory=dict)
+    reason: str | None = None
+    image_sha256: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.score is None and self.verdict is Verdict.OK:
+            raise ValueError("a part without a score can never be OK")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "part_id": self.part_id,
+            "timestamp": self.timestamp,
+            "verdict": self.verdict.value,
+            "score": self.score,
+            "threshold": self.threshold,
+            "model_version": self.model_version,
+            "dataset_version": self.dataset_version,
+            "line": self.line,
+            "source": self.source,
+            "defect_types": list(self.defect_types),
+            "timings_ms": {k: float(v) for k, v in self.timings.items()},
+            "reason": self.reason,
+            "image_sha256": self.image_sha256,
+        }
+
+    @classmethod
+    def from_dict(cls, row: Mapping[str, Any]) -> "PartResult":
+        return cls(
+            part_id=str(row["part_id"]),
+            timestamp=float(row["timestamp"]),
+            verdict=Verdict(row["verdict"]),
+            score=None if row.get("score") is None else float(row["score"]),
+            threshold=None if row.get("threshold") is None else float(row["threshold"]),
+            model_version=str(row["model_version"]),
+            dataset_version=row.get("dataset_version"),
+            line=str(row.get("line", "line1")),
+            source=str(row.get("source", "")),
+            defect_types=tuple(row.get("defect_types", ())),
+            timings=dict(row.get("timings_ms", {})),
+            reason=row.get("reason"),
+            image_sha256=row.get("image_sha256"),
+        )
