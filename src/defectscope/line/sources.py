@@ -1,0 +1,350 @@
+"""Where images come from: a watched folder, a file list, a video, a camera, behind one interface.
+
+Every source gives ``Frame`` objects in two modes: free-run (``for frame in source``) and trigger
+(``source.next_frame()`` when the PLC says a part is in place). A frame that cannot be read is
+still a frame, with ``error`` set: the line must judge that part (never OK), not stop.
+
+>>> source = parse_source("folder:incoming")                  # doctest: +SKIP
+>>> for frame in source:                                        # doctest: +SKIP
+...     print(frame.frame_id, frame.error or frame.image.shape)
+"""
+
+from __future__ import annotations
+
+import glob as _glob
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import cv2
+import numpy as np
+
+from defectscope.data.images import is_image_file, load_image
+from defectscope.errors import ConfigError, DataError
+
+SCHEMES = ("folder", "glob", "video", "camera", "rtsp", "genicam")
+
+
+class SourceError(DataError):
+    """A source cannot be opened (missing folder, camera that does not answer, missing extra)."""
+
+
+@dataclass(frozen=True, eq=False)
+class Frame:
+    """One acquired image. ``image`` is RGB uint8, or None with ``error`` saying why.
+
+    ``data`` holds the encoded bytes when the source has them (a file, an upload), so the image
+    hash is the file's hash; ``path`` is the file it came from, if any.
+    """
+
+    frame_id: str
+    timestamp: float
+    source: str
+    image: np.ndarray | None
+    path: str | None = None
+    error: str | None = None
+    data: bytes | None = None
+
+
+def new_frame_id(label: str) -> str:
+    """A readable, unique id: the label (file stem, frame index) plus 10 random hex digits."""
+    return f"{label[:100]}-{uuid.uuid4().hex[:10]}"
+
+
+def read_file_frame(path: str | Path, source: str) -> Frame:
+    """A frame for an image file: decoded strictly, or with ``error`` if it cannot be read."""
+    path = Path(path)
+    frame_id, now = new_frame_id(path.stem), time.time()
+    try:
+        data = path.read_bytes()
+        image = load_image(path)
+    except (OSError, DataError) as error:
+        return Frame(frame_id, now, source, None, str(path), str(error))
+    return Frame(frame_id, now, source, image, str(path), None, data)
+
+
+class Source:
+    """Base class: ``next_frame()`` gives one frame or None when the source is exhausted."""
+
+    name = "source"
+
+    def __init__(self, stop_event: threading.Event | None = None) -> None:
+        self.stop_event = stop_event or threading.Event()
+
+    def next_frame(self, timeout: float | None = None) -> Frame | None:
+        raise NotImplementedError
+
+    def __iter__(self) -> Iterator[Frame]:
+        while not self.stop_event.is_set():
+            frame = self.next_frame()
+            if frame is None:
+                return
+            yield frame
+
+    def stop(self) -> None:
+        """Ask a waiting ``next_frame`` or a free-run loop to finish."""
+        self.stop_event.set()
+
+    def close(self) -> None:
+        self.stop()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class FileListSource(Source):
+    """Given image files, or a glob pattern (``parts/*.png``), in sorted order, each once."""
+
+    def __init__(self, paths: Sequence[str | Path] | str, *,
+                 stop_event: threading.Event | None = None) -> None:
+        super().__init__(stop_event)
+        if isinstance(paths, (str, Path)):
+            pattern = str(paths)
+            paths = sorted(_glob.glob(pattern, recursive=True))
+            if not paths:
+                raise SourceError(f"{pattern}: no files match this pattern")
+        self.name = "files"
+        self._pending = [Path(p) for p in paths]
+
+    def next_frame(self, timeout: float | None = None) -> Frame | None:
+        if not self._pending or self.stop_event.is_set():
+            return None
+        return read_file_frame(self._pending.pop(0), self.name)
+
+
+class FolderWatchSource(Source):
+    """New image files in a folder, each read once, after it has stopped changing.
+
+    A file is read only when its size and modification time stayed the same for ``settle_s``
+    seconds, so a camera or copy still writing it is not read half-written. Files already in the
+    folder at start are skipped unless ``include_existing``; empty files wait (they are taken as
+    not yet written). ``next_frame`` blocks until a file is ready, ``timeout`` or ``stop()``.
+    """
+
+    def __init__(self, directory: str | Path, settle_s: float = 0.5, poll_s: float = 0.2,
+                 pattern: str = "*", *, include_existing: bool = False,
+                 stop_event: threading.Event | None = None) -> None:
+        super().__init__(stop_event)
+        self.directory = Path(directory)
+        if not self.directory.is_dir():
+            raise SourceError(f"{self.directory}: no such folder to watch")
+        if settle_s < 0 or poll_s <= 0:
+            raise ConfigError(f"settle_s must be >= 0 and poll_s > 0 (got {settle_s}, {poll_s})")
+        self.settle_s, self.poll_s, self.pattern = settle_s, poll_s, pattern
+        self.name = f"folder:{self.directory}"
+        self._seen: set[str] = set() if include_existing else set(self._names())
+        self._watch: dict[str, tuple[int, int, float]] = {}  # name -> size, mtime_ns, since
+
+    def _names(self) -> list[str]:
+        return sorted(p.name for p in self.directory.glob(self.pattern)
+                      if is_image_file(p) and not p.name.startswith("."))
+
+    def _ready(self) -> str | None:
+        """The first file whose size and mtime have been stable for settle_s, if any."""
+        now = time.monotonic()
+        for name in self._names():
+            if name in self._seen:
+                continue
+            try:
+                stat = (self.directory / name).stat()
+            except FileNotFoundError:
+                self._watch.pop(name, None)
+                continue
+            key = (stat.st_size, stat.st_mtime_ns)
+            previous = self._watch.get(name)
+            if previous is None or previous[:2] != key:
+                self._watch[name] = (*key, now)
+            elif stat.st_size > 0 and now - previous[2] >= self.settle_s:
+                return name
+        return None
+
+    def next_frame(self, timeout: float | None = None) -> Frame | None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.stop_event.is_set():
+            name = self._ready()
+            if name is not None:
+                self._seen.add(name)
+                self._watch.pop(name, None)
+                return read_file_frame(self.directory / name, self.name)
+            if deadline is not None and time.monotonic() >= deadline:
+                return None
+            self.stop_event.wait(self.poll_s)
+        return None
+
+
+class _CaptureSource(Source):
+    """Frames from an OpenCV ``VideoCapture`` (video file, USB camera, RTSP stream)."""
+
+    def __init__(self, capture: cv2.VideoCapture, name: str, label: str,
+                 stop_event: threading.Event | None) -> None:
+        super().__init__(stop_event)
+        self._capture, self.name, self._label, self._index = capture, name, label, 0
+
+    def _read(self) -> tuple[bool, np.ndarray | None]:
+        ok, bgr = self._capture.read()
+        self._index += 1
+        if not ok or bgr is None:
+            return False, None
+        if bgr.ndim == 2:
+            return True, cv2.cvtColor(bgr, cv2.COLOR_GRAY2RGB)
+        return True, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+    def _frame(self, image: np.ndarray | None, error: str | None = None) -> Frame:
+        label = f"{self._label}-{self._index - 1:06d}"
+        return Frame(new_frame_id(label), time.time(), self.name, image, None, error)
+
+    def close(self) -> None:
+        super().close()
+        self._capture.release()
+
+
+class VideoFileSource(_CaptureSource):
+    """Every ``every_n``-th frame of a video file, then the end (None)."""
+
+    def __init__(self, path: str | Path, every_n: int = 1, *,
+                 stop_event: threading.Event | None = None) -> None:
+        path = Path(path)
+        if every_n < 1:
+            raise ConfigError(f"every_n must be >= 1, not {every_n}")
+        if not path.is_file():
+            raise SourceError(f"{path}: no such video file")
+        capture = cv2.VideoCapture(str(path))
+        if not capture.isOpened():
+            raise SourceError(f"{path}: OpenCV cannot open this video (unsupported codec or "
+                              "not a video file)")
+        super().__init__(capture, f"video:{path}", path.stem, stop_event)
+        self.every_n = every_n
+
+    def next_frame(self, timeout: float | None = None) -> Frame | None:
+        while not self.stop_event.is_set():
+            index = self._index
+            ok, image = self._read()
+            if not ok:
+                return None
+            if index % self.every_n == 0:
+                return self._frame(image)
+        return None
+
+
+class CameraSource(_CaptureSource):
+    """A USB camera (index) or a network stream (``rtsp://...`` URL) through OpenCV.
+
+    A failed grab gives a frame with ``error`` (that part is judged UNSURE); after
+    ``max_failures`` failures in a row the camera is taken as gone and ``SourceError`` is raised.
+    """
+
+    def __init__(self, index_or_url: int | str, *, max_failures: int = 10,
+                 stop_event: threading.Event | None = None) -> None:
+        capture = cv2.VideoCapture(index_or_url)
+        if not capture.isOpened():
+            capture.release()
+            raise SourceError(f"camera {index_or_url!r}: cannot open it (check the cable or "
+                              "URL, that no other program holds the camera, and its index)")
+        label = f"cam{index_or_url}" if isinstance(index_or_url, int) else "stream"
+        super().__init__(capture, f"camera:{index_or_url}", label, stop_event)
+        self.max_failures, self._failures = max_failures, 0
+
+    def next_frame(self, timeout: float | None = None) -> Frame | None:
+        if self.stop_event.is_set():
+            return None
+        ok, image = self._read()
+        if ok:
+            self._failures = 0
+            return self._frame(image)
+        self._failures += 1
+        if self._failures >= self.max_failures:
+            raise SourceError(f"{self.name}: {self._failures} failed grabs in a row; the "
+                              "camera was disconnected or the stream ended")
+        return self._frame(None, f"{self.name}: frame grab failed")
+
+
+class GenICamSource(Source):
+    """An industrial GenICam camera through the optional ``harvesters`` package.
+
+    ``cti_file`` is the camera vendor's GenTL producer (a ``.cti`` file); ``index`` picks the
+    device. Mono and RGB 8-bit pixel formats are supported; other formats give error frames.
+    """
+
+    def __init__(self, cti_file: str | Path, index: int = 0, *, timeout_s: float = 3.0,
+                 stop_event: threading.Event | None = None) -> None:
+        super().__init__(stop_event)
+        try:
+            from harvesters.core import Harvester
+        except ImportError:
+            raise SourceError("GenICam cameras need the optional harvesters package: "
+                              "pip install harvesters") from None
+        if not Path(cti_file).is_file():
+            raise SourceError(f"{cti_file}: no such GenTL producer (.cti) file")
+        self._harvester = Harvester()
+        self._harvester.add_file(str(cti_file))
+        self._harvester.update()
+        if index >= len(self._harvester.device_info_list):
+            self._harvester.reset()
+            raise SourceError(f"genicam: no camera at index {index} "
+                              f"({len(self._harvester.device_info_list)} found)")
+        self._acquirer = self._harvester.create(index)
+        self._acquirer.start()
+        self.name, self.timeout_s, self._index = f"genicam:{index}", timeout_s, 0
+
+    def next_frame(self, timeout: float | None = None) -> Frame | None:
+        if self.stop_event.is_set():
+            return None
+        label, self._index = f"genicam-{self._index:06d}", self._index + 1
+        try:
+            with self._acquirer.fetch(timeout=timeout or self.timeout_s) as buffer:
+                part = buffer.payload.components[0]
+                channels = int(part.num_components_per_pixel)
+                pixels = np.array(part.data, dtype=np.uint8, copy=True)
+                pixels = pixels.reshape(part.height, part.width, channels)
+        except Exception as error:  # harvesters raises its own timeout and GenTL errors
+            return Frame(new_frame_id(label), time.time(), self.name, None, None,
+                         f"{self.name}: grab failed ({type(error).__name__}: {error})")
+        if channels == 1:
+            image = np.repeat(pixels, 3, axis=2)
+        elif channels == 3:
+            image = pixels
+        else:
+            return Frame(new_frame_id(label), time.time(), self.name, None, None,
+                         f"{self.name}: unsupported pixel format ({channels} channels)")
+        return Frame(new_frame_id(label), time.time(), self.name, image)
+
+    def close(self) -> None:
+        super().close()
+        self._acquirer.stop()
+        self._acquirer.destroy()
+        self._harvester.reset()
+
+
+def parse_source(text: str, **options) -> Source:
+    """A source from a ``--source`` string; ``options`` go to the source's constructor.
+
+    ``folder:DIR`` (watch), ``glob:PATTERN`` (list), ``video:FILE``, ``camera:N`` (USB index),
+    ``rtsp://host/stream`` (network camera), ``genicam:CTI_FILE`` (GenTL producer).
+    """
+    scheme, sep, rest = text.partition(":")
+    if not sep or scheme not in SCHEMES:
+        raise ConfigError(f"{text!r}: unknown source; use one of folder:DIR, glob:PATTERN, "
+                          "video:FILE, camera:N, rtsp://URL, genicam:CTI_FILE")
+    if not rest:
+        raise ConfigError(f"{text!r}: nothing after {scheme}:")
+    if scheme == "folder":
+        return FolderWatchSource(rest, **options)
+    if scheme == "glob":
+        return FileListSource(rest, **options)
+    if scheme == "video":
+        return VideoFileSource(rest, **options)
+    if scheme == "rtsp":
+        return CameraSource(text, **options)
+    if scheme == "genicam":
+        return GenICamSource(rest, **options)
+    try:
+        index = int(rest)
+    except ValueError:
+        raise ConfigError(f"{text!r}: camera:N needs a camera index such as camera:0") from None
+    return CameraSource(index, **options)

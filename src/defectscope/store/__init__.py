@@ -1,0 +1,26 @@
+"""Where inspected parts end up: the results log (SQL) and the image archive (files).
+
+Torch-free, like everything on the line side.
+
+>>> from defectscope.store import ResultStore, ImageArchive
+>>> store = ResultStore("sqlite:///results.db")        # doctest: +SKIP
+>>> archive = ImageArchive("archive")                  # doctest: +SKIP
+"""
+
+from defectscope.store.archive import ImageArchive
+from defectscope.store.results import (
+    DEFAULT_URL,
+    DuplicatePartError,
+    ResultStore,
+    StoredResult,
+    StoreError,
+)
+
+__all__ = [
+    "DEFAULT_URL",
+    "DuplicatePartError",
+    "ImageArchive",
+    "ResultStore",
+    "StoreError",
+    "StoredResult",
+]
