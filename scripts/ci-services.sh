@@ -88,10 +88,18 @@ start_mosquitto() {
   echo "export DEFECTSCOPE_MOSQUITTO=$binary"
 }
 
+install_chromium() {
+  # Debian's Chromium for the dashboard's browser test (Playwright drives it; it never downloads
+  # a browser of its own).
+  apt_install chromium
+  echo "export DEFECTSCOPE_CHROMIUM=$(command -v chromium || echo /usr/bin/chromium)"
+}
+
 main() {
   need_root
   start_postgres
   start_mosquitto
+  install_chromium
 }
 
 main "$@"

@@ -16,7 +16,7 @@ from defectscope.errors import DefectscopeError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from defectscope.cli import data, demo, model
+    from defectscope.cli import data, demo, line, model, monitor
 
     parser = argparse.ArgumentParser(
         prog="defectscope",
@@ -26,6 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     model.register(subparsers)
     data.register(subparsers)
+    line.register(subparsers)
+    monitor.register(subparsers)
     demo.register(subparsers)
     return parser
 

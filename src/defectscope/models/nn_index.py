@@ -1,16 +1,28 @@
-"""Nearest-neighbour search over a memory bank (faiss): exact for small banks, HNSW for large.
+"""Nearest-neighbour search over a memory bank: exact matrix product for small banks, HNSW above.
 
-PatchCore's inference cost is dominated by this search. An exact search of 1,024 patches against
-a 60,000-row bank is ~10 GFLOP (~100 ms on two cores); an HNSW graph answers the same queries in a
-few milliseconds with near-exact neighbours. The index is serialised to a plain uint8 array so it
-can live in a safetensors file (no pickle) and load back bit-identical.
+PatchCore's inference cost is dominated by this search, so it is sized for batch-1 latency:
+
+- Small banks (up to ``EXACT_LIMIT`` rows) are searched exactly with one matrix product,
+  ``|q - b|^2 = |q|^2 - 2 q.b + |b|^2`` with the bank's norms computed once at build time. Below a
+  few thousand rows this beats both faiss' flat index (which recomputes per call and pays OpenMP
+  start-up) and a graph search.
+- Larger banks use a faiss HNSW graph. Measured on Magnetic Tile features (152 dims, 23,861 rows,
+  352 queries per image, 2 cores): exact search 40-60 ms; HNSW (M=32, efSearch=32) 3-4 ms with
+  every nearest neighbour found exactly; efSearch=16 is 2 ms but starts missing a few.
+
+Either index serialises to a plain uint8 array (faiss' own format) so it lives in a safetensors
+file (no pickle) and loads back bit-identical: the same queries give the same answers.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import torch
 
-EXACT_LIMIT = 20_000  # banks up to this size are searched exactly
+EXACT_LIMIT = 2048  # banks up to this many rows are searched exactly
+HNSW_M = 32  # graph degree: memory and build time grow with it, recall too
+HNSW_EF_CONSTRUCTION = 128
+HNSW_EF_SEARCH = 32  # candidates kept while searching: the speed/recall dial
 
 
 class NearestNeighbours:
@@ -18,10 +30,19 @@ class NearestNeighbours:
 
     def __init__(self, index) -> None:
         self._index = index
+        self._bank: torch.Tensor | None = None
+        if getattr(index, "hnsw", None) is None:  # a flat index: search it with a matrix product
+            bank = index.reconstruct_n(0, index.ntotal) if index.ntotal else np.zeros((0, index.d))
+            self._bank = torch.from_numpy(np.ascontiguousarray(bank, dtype=np.float32))
+            self._bank_norms = (self._bank * self._bank).sum(1)
 
     @classmethod
     def from_bank(
-        cls, bank: np.ndarray, exact_limit: int = EXACT_LIMIT, hnsw_m: int = 32, ef: int = 64
+        cls,
+        bank: np.ndarray,
+        exact_limit: int = EXACT_LIMIT,
+        hnsw_m: int = HNSW_M,
+        ef_search: int = HNSW_EF_SEARCH,
     ) -> "NearestNeighbours":
         import faiss
 
@@ -30,8 +51,8 @@ class NearestNeighbours:
             index = faiss.IndexFlatL2(bank.shape[1])
         else:
             index = faiss.IndexHNSWFlat(bank.shape[1], hnsw_m)
-            index.hnsw.efConstruction = 2 * ef
-            index.hnsw.efSearch = ef
+            index.hnsw.efConstruction = max(HNSW_EF_CONSTRUCTION, ef_search)
+            index.hnsw.efSearch = ef_search
         index.add(bank)
         return cls(index)
 
@@ -50,8 +71,34 @@ class NearestNeighbours:
     def size(self) -> int:
         return int(self._index.ntotal)
 
+    @property
+    def exact(self) -> bool:
+        return self._bank is not None
+
     def search(self, queries: np.ndarray, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
-        """Euclidean distances (not squared) and bank indices of the ``k`` nearest rows."""
+        """Euclidean distances (not squared) and bank indices of the ``k`` nearest rows.
+
+        Rows beyond the bank's size come back as index -1 with an infinite distance (faiss'
+        convention), so callers can ask for more neighbours than a tiny bank holds.
+        """
         queries = np.ascontiguousarray(queries, dtype=np.float32)
-        squared, indices = self._index.search(queries, k)
-        return np.sqrt(np.maximum(squared, 0.0)), indices
+        if self._bank is None:
+            squared, indices = self._index.search(queries, k)
+            return np.sqrt(np.maximum(squared, 0.0)), indices
+        return self._exact_search(queries, k)
+
+    def _exact_search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        n = self._bank.shape[0]
+        found = min(k, n)
+        with torch.inference_mode():
+            q = torch.from_numpy(queries)
+            squared = torch.addmm(self._bank_norms, q, self._bank.T, alpha=-2.0)
+            if found == 1:
+                values, indices = squared.min(1, keepdim=True)
+            else:
+                values, indices = squared.topk(found, dim=1, largest=False)
+            values = (values + (q * q).sum(1, keepdim=True)).clamp_min(0).sqrt()
+        distances = np.full((len(queries), k), np.inf, dtype=np.float32)
+        result = np.full((len(queries), k), -1, dtype=np.int64)
+        distances[:, :found], result[:, :found] = values.numpy(), indices.numpy()
+        return distances, result

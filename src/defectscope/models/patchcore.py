@@ -1,10 +1,11 @@
 """PatchCore (Roth et al., 2022): a memory bank of normal patch features, nearest-neighbour scores.
 
-- Patch features from two backbone stages, each averaged over its 3 x 3 neighbourhood (local
+- Patch features from two backbone stages, each averaged over its 5 x 5 neighbourhood (local
   context), the deeper one upsampled to the shallower one's grid, concatenated.
 - The bank is a greedy k-center coreset of all training patches, selected while streaming
   (``StreamingCoreset``): bounded memory, linear time.
-- A patch's score is its distance to the nearest bank entry (faiss; HNSW for large banks). The
+- A patch's score is its distance to the nearest bank entry (``NearestNeighbours``: an exact
+  matrix product for small banks, a faiss HNSW graph for large ones). The
   image score is the largest patch score, re-weighted by how isolated its nearest bank entry is
   (the paper's Eq. 7: a neighbour from a sparse region of the bank counts less).
 
@@ -30,11 +31,21 @@ from defectscope.models.registry import register
 
 @dataclasses.dataclass(frozen=True)
 class PatchCoreConfig(AnomalyConfig):
+    """Defaults measured on Magnetic Tile (benchmarks/anomaly_magnetic_tile.py).
+
+    A small input (shorter side 128, aspect kept) with a 5 x 5 neighbourhood beat 256-384 px
+    inputs clearly (image AUROC ~0.90 vs ~0.78): each patch feature then sees a larger part of
+    the part, so texture noise averages out while blowholes, cracks and breaks still stand out.
+    It is also 4x cheaper (fewer patches to embed and search).
+    """
+
     resize: str = "keep_aspect"
+    image_size: int = 128
+    max_side: int = 256
     coreset_ratio: float = 0.1
     coreset_chunk: int = 16384
     max_bank: int = 200_000
-    neighbourhood: int = 3
+    neighbourhood: int = 5
     reweight_neighbours: int = 9
 
     def __post_init__(self) -> None:

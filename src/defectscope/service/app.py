@@ -22,6 +22,7 @@ from defectscope import __version__
 from defectscope.line.actions import Archive
 from defectscope.line.pipeline import Inspector
 from defectscope.service.auth import check_token
+from defectscope.service.dashboard import DashboardConfig, install_dashboard
 from defectscope.service.routes import router
 from defectscope.store.archive import ImageArchive
 from defectscope.store.results import ResultStore, StoreError
@@ -117,14 +118,17 @@ def _too_large(max_bytes: int) -> str:
 
 def create_app(inspector: Inspector, store: ResultStore, archive: ImageArchive, *, token: str,
                max_upload_bytes: int = 20 * MB, max_pixels: int = 40_000_000,
-               line: str = "line1", protect_reads: bool = False) -> FastAPI:
-    """The FastAPI app. ``token`` guards uploads (and reads too, with ``protect_reads``)."""
+               line: str = "line1", protect_reads: bool = False,
+               dashboard: DashboardConfig | None = None) -> FastAPI:
+    """The FastAPI app. ``token`` guards uploads and reviews (and reads too, with
+    ``protect_reads``); ``dashboard`` configures ``/dashboard`` and its ``/api/...`` endpoints."""
     ctx = ServiceContext(inspector, store, archive, check_token(token), int(max_upload_bytes),
                          int(max_pixels), line, protect_reads)
     app = FastAPI(title="defectscope", version=__version__,
                   description="Visual inspection results: upload an image, get a verdict.")
     app.state.ctx = ctx
     app.include_router(router)
+    install_dashboard(app, dashboard)
     app.add_middleware(BodyLimit, max_bytes=ctx.max_upload_bytes + MULTIPART_OVERHEAD)
 
     @app.exception_handler(UploadTooLarge)

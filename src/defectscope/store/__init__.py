@@ -8,6 +8,13 @@ Torch-free, like everything on the line side.
 """
 
 from defectscope.store.archive import ImageArchive
+from defectscope.store.reviews import (
+    AlreadyReviewedError,
+    QueueConfig,
+    ReviewLabel,
+    ReviewStore,
+    UnknownPartError,
+)
 from defectscope.store.results import (
     DEFAULT_URL,
     DuplicatePartError,
@@ -17,6 +24,11 @@ from defectscope.store.results import (
 )
 
 __all__ = [
+    "AlreadyReviewedError",
+    "QueueConfig",
+    "ReviewLabel",
+    "ReviewStore",
+    "UnknownPartError",
     "DEFAULT_URL",
     "DuplicatePartError",
     "ImageArchive",

@@ -1,0 +1,187 @@
+"""``defectscope run`` and ``serve`` with a real (tiny) bundle: the CLI contract other tools use."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from defectscope.cli import main
+from defectscope.store import ResultStore
+
+from tests.conftest import FAST_OPTIONS, make_mvtec
+
+pytestmark = pytest.mark.timeout(120)
+TOKEN = "cli-test-token"
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    return make_mvtec(tmp_path_factory.mktemp("data") / "parts")
+
+
+@pytest.fixture(scope="module")
+def model_dir(dataset, tmp_path_factory) -> Path:
+    from defectscope.data.importers import import_mvtec
+    from defectscope.training.anomaly import train_anomaly
+
+    out = tmp_path_factory.mktemp("bundle") / "model"
+    train_anomaly(import_mvtec(dataset).manifest, "padim", out, options=FAST_OPTIONS,
+                  progress=False)
+    return out
+
+
+@pytest.fixture
+def incoming(dataset, tmp_path) -> Path:
+    """Four good and four defective parts plus one corrupt file."""
+    folder = tmp_path / "incoming"
+    folder.mkdir()
+    for path in [*(dataset / "test" / "good").glob("*.png"), *(dataset / "test" / "blob").glob("*.png")]:
+        shutil.copy(path, folder / f"{path.parent.name}_{path.name}")
+    (folder / "zz_broken.png").write_bytes(b"\x89PNG truncated")
+    return folder
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_args(model_dir: Path, source: str, tmp_path: Path, *extra: str) -> list[str]:
+    return ["run", "--model", str(model_dir), "--source", source,
+            "--db", f"sqlite:///{tmp_path / 'results.db'}", "--archive", str(tmp_path / "images"),
+            *extra]
+
+
+def test_run_logs_every_part_once_even_when_run_twice(model_dir, incoming, tmp_path, capsys):
+    argv = run_args(model_dir, f"glob:{incoming}/*.png", tmp_path, "--json")
+    assert main(argv) == 0
+    out, err = capsys.readouterr()
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert len(rows) == 9
+    assert all({"id", "part_id", "verdict", "score"} <= row.keys() for row in rows)
+    verdicts = {Path(r["source"]).name: r["verdict"] for r in rows}
+    assert {v for k, v in verdicts.items() if k.startswith("blob")} == {"NG"}
+    assert verdicts["zz_broken.png"] == "UNSURE"  # fail-safe, never OK
+    assert "using the torch path (no ONNX export" in err and "9 parts" in err
+
+    store = ResultStore(f"sqlite:///{tmp_path / 'results.db'}")
+    assert store.count() == 9 and store.count(verdict="NG") == 4
+    assert {store.get(r["id"]).result.part_id for r in rows} == {r["part_id"] for r in rows}
+
+    assert main(argv) == 0  # the same folder again: nothing is logged twice
+    out, err = capsys.readouterr()
+    assert out == "" and "skipped 9 part(s) already in the results log" in err
+    assert store.count() == 9
+    store.close()
+
+
+def test_run_prints_one_readable_line_per_part_and_a_summary(model_dir, incoming, tmp_path,
+                                                             capsys):
+    assert main(run_args(model_dir, f"folder:{incoming}", tmp_path, "--max-parts", "2",
+                         "--no-archive")) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[0] in ("OK", "NG", "UNSURE") and "blob_000.png" in lines[0]
+    assert lines[2].startswith("line finished: 2 parts")
+    assert not (tmp_path / "images").exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--source", "webcam:0"], "unknown source; use one of folder:DIR"),
+    (["--source", "folder:/no/such/folder"], "/no/such/folder: no such folder to watch"),
+    (["--source", "glob:/no/such/*.png"], "no files match this pattern"),
+    (["--source", "camera:front"], "camera:N needs a camera index"),
+    (["--source", "glob:x", "--trigger", "opcua"], "--trigger opcua needs --opcua"),
+    (["--source", "glob:x", "--mqtt", "http://broker"], "MQTT URL"),
+])
+def test_bad_run_arguments_exit_2_with_one_clear_line(argv, message, tmp_path, capsys):
+    assert main(["run", "--model", str(tmp_path / "model"), *argv,
+                 "--db", f"sqlite:///{tmp_path / 'r.db'}"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_bad_model_folder_is_one_clear_line(incoming, tmp_path, capsys):
+    assert main(run_args(tmp_path / "nope", f"glob:{incoming}/*.png", tmp_path)) == 2
+    assert "no such model folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command, words", [
+    ("run", ["--source", "folder:DIR", "rtsp://URL", "--mqtt", "--opcua", "--cycle-budget-ms",
+             "--max-parts", "--json", "Fail-safe", "Restart-safe"]),
+    ("serve", ["--host", "--port", "--token", "DEFECTSCOPE_TOKEN", "--no-auth", "--db"]),
+])
+def test_help_texts(command, words, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())
+    for word in words:
+        assert word in out, word
+
+
+def test_serve_refuses_to_start_without_a_token(model_dir, monkeypatch, capsys):
+    monkeypatch.delenv("DEFECTSCOPE_TOKEN", raising=False)
+    assert main(["serve", "--model", str(model_dir)]) == 2
+    assert "needs a token" in capsys.readouterr().err
+
+
+def test_serve_no_auth_warns_and_accepts_uploads(model_dir, dataset, tmp_path, monkeypatch,
+                                                 capsys):
+    from fastapi.testclient import TestClient
+
+    served = {}
+    monkeypatch.setattr("uvicorn.run", lambda app, **kw: served.update(app=app, **kw))
+    assert main(["serve", "--model", str(model_dir), "--no-auth", "--port", str(free_port()),
+                 "--db", f"sqlite:///{tmp_path / 'r.db'}", "--archive", str(tmp_path / "a")]) == 0
+    assert "WARNING: --no-auth" in capsys.readouterr().err
+    image = dataset / "test" / "good" / "000.png"
+    with TestClient(served["app"]) as client:
+        response = client.post("/inspect", files={"file": ("p.png", image.read_bytes(),
+                                                           "image/png")})
+    assert response.status_code == 200, response.text
+
+
+def test_serve_as_a_real_process(model_dir, dataset, tmp_path):
+    port = free_port()
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "DEFECTSCOPE_TOKEN": TOKEN}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "defectscope", "serve", "--model", str(model_dir), "--port",
+         str(port), "--db", f"sqlite:///{tmp_path / 'results.db'}", "--archive",
+         str(tmp_path / "images")], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert process.poll() is None, process.stdout.read().decode()
+            try:
+                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "serve did not come up"
+            time.sleep(0.3)
+        image = (dataset / "test" / "blob" / "000.png").read_bytes()
+        files = {"file": ("blob.png", image, "image/png")}
+        assert httpx.post(f"{base}/inspect", files=files, timeout=30).status_code == 401
+        wrong = {"Authorization": "Bearer nope"}
+        assert httpx.post(f"{base}/inspect", files=files, headers=wrong,
+                          timeout=30).status_code == 401
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        answer = httpx.post(f"{base}/inspect", files=files, headers=auth, timeout=30)
+        assert answer.status_code == 200, answer.text
+        result = answer.json()
+        assert result["verdict"] == "NG" and result["score"] > 0 and result["model_version"]
+        assert httpx.get(f"{base}/results/{result['id']}", timeout=10).json() == result
+    finally:
+        process.terminate()
+        process.wait(20)
