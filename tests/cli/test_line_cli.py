@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -185,3 +186,20 @@ def test_serve_as_a_real_process(model_dir, dataset, tmp_path):
     finally:
         process.terminate()
         process.wait(20)
+
+
+def test_sigterm_stops_a_watching_line_cleanly(model_dir, incoming, tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "defectscope", *run_args(model_dir, f"folder:{incoming}",
+                                                         tmp_path, "--json")],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = process.stdout.readline()  # the line is up and has logged a part
+    assert json.loads(first)["part_id"], process.stderr.read()
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    assert "SIGTERM: stopping after the current part" in err and "line stopped:" in err
+    store = ResultStore(f"sqlite:///{tmp_path / 'results.db'}")
+    assert store.count() == 1 + len(out.splitlines())  # every printed part is logged
+    store.close()

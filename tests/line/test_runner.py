@@ -103,10 +103,9 @@ def test_a_second_run_skips_what_the_first_logged(tmp_path, parts, fake_inspecto
 
 
 def test_restart_safe_source_skips_logged_parts(tmp_path, parts, fake_inspector):
-    store = ResultStore(f"sqlite:///{tmp_path / 'r.db'}")
     run(config(tmp_path, f"glob:{parts}/1.png"), fake_inspector)  # logs 1.png in results.db
-    source = RestartSafeSource(FileListSource(sorted(parts.glob("*.png"))),
-                               ResultStore(f"sqlite:///{tmp_path / 'results.db'}"))
+    store = ResultStore(f"sqlite:///{tmp_path / 'results.db'}")
+    source = RestartSafeSource(FileListSource(sorted(parts.glob("*.png"))), store)
     names = [Path(frame.path).name for frame in source]
     assert names == ["0.png", "2.png", "3.png", "4.png"] and source.skipped == 1
     source.close()

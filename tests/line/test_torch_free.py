@@ -8,7 +8,9 @@ import sys
 MODULES = [
     "defectscope.store", "defectscope.store.results", "defectscope.store.archive",
     "defectscope.line", "defectscope.line.sources", "defectscope.line.decision",
-    "defectscope.line.actions", "defectscope.line.pipeline",
+    "defectscope.line.actions", "defectscope.line.pipeline", "defectscope.line.runner",
+    "defectscope.line.genicam", "defectscope.line.mqtt", "defectscope.line.opcua",
+    "defectscope.monitor", "defectscope.review", "defectscope.preprocess",
     "defectscope.service", "defectscope.service.app", "defectscope.service.routes",
     "defectscope.service.auth",
 ]

@@ -18,13 +18,13 @@ from defectscope.line.actions import (
     RejectSignal,
 )
 from defectscope.line.decision import Decision, FailSafePolicy, decide, evaluate
+from defectscope.line.genicam import GenICamSource
 from defectscope.line.pipeline import BundleInspector, Inspector, LineCounters, LinePipeline
 from defectscope.line.sources import (
     CameraSource,
     FileListSource,
     FolderWatchSource,
     Frame,
-    GenICamSource,
     Source,
     SourceError,
     VideoFileSource,

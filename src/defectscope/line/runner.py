@@ -22,7 +22,7 @@ import threading
 import time
 from collections import Counter
 from contextlib import ExitStack
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -189,7 +189,6 @@ class LineSummary:
     db_url: str
     archive_dir: str | None
     mqtt_pending: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def format(self) -> str:
         rate = self.parts / self.seconds if self.seconds > 0 else 0.0
@@ -276,7 +275,7 @@ class LineRunner:
                 pipeline.close()
                 pending = None if publisher is None else publisher.close(timeout=10.0)
             counters = pipeline.counters
-            return LineSummary(
+            summary = LineSummary(
                 status="stopped" if self._stop_requested else "finished",
                 parts=counters.parts, verdicts=dict(counters.verdicts),
                 fail_safe=dict(counters.fail_safe), skipped=source.skipped,
@@ -284,7 +283,7 @@ class LineRunner:
                 seconds=time.monotonic() - started, db_url=config.db_url,
                 archive_dir=None if config.archive_dir is None else str(config.archive_dir),
                 mqtt_pending=pending)
-        raise AssertionError("unreachable")  # pragma: no cover
+        return summary
 
     # -- trigger mode --------------------------------------------------------------------------
     def _run_triggered(self, pipeline: LinePipeline, ack_grace_s: float = 2.0) -> None:

@@ -294,11 +294,3 @@ def parse_source(text: str, **options) -> Source:
         raise ConfigError(f"{text!r}: camera:N needs a camera index such as camera:0") from None
     return CameraSource(index, **options)
 
-
-def __getattr__(name: str):
-    """``GenICamSource`` moved to ``defectscope.line.genicam``; old imports keep working."""
-    if name == "GenICamSource":
-        from defectscope.line.genicam import GenICamSource
-
-        return GenICamSource
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
