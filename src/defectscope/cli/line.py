@@ -102,6 +102,9 @@ def _add_serve(subparsers) -> None:
                         help="accept requests without a token (only on a trusted network)")
     parser.add_argument("--protect-reads", action="store_true",
                         help="require the token for GET /results too")
+    parser.add_argument("--datasets", default="runs/line/datasets", metavar="DIR",
+                        help="where reviewed labels are exported as new dataset versions "
+                        "(dashboard review queue; default runs/line/datasets)")
     parser.set_defaults(handler=run_serve)
 
 
@@ -173,6 +176,7 @@ def run_serve(args: argparse.Namespace) -> int:
     from defectscope.line.runner import load_inspector
     from defectscope.service import create_app, resolve_token
     from defectscope.service.auth import require_token
+    from defectscope.service.dashboard import DashboardConfig
     from defectscope.store import ImageArchive, ResultStore
 
     if args.no_auth:
@@ -188,8 +192,12 @@ def run_serve(args: argparse.Namespace) -> int:
     inspector = load_inspector(args.model, notice)
     store = ResultStore(args.db)
     try:
+        base_manifest = Path(args.model) / "manifest.json"
+        dashboard = DashboardConfig(
+            datasets_dir=Path(args.datasets),
+            base_manifest=base_manifest if base_manifest.is_file() else None)
         app = create_app(inspector, store, ImageArchive(args.archive), token=token,
-                         line=args.line, protect_reads=args.protect_reads)
+                         line=args.line, protect_reads=args.protect_reads, dashboard=dashboard)
         if args.no_auth:
             app.dependency_overrides[require_token] = lambda: None
         notice(f"serving {args.model} on http://{args.host}:{args.port} (API docs at /docs); "
