@@ -204,7 +204,10 @@ def load_bundle(model_dir: str | os.PathLike[str]) -> Bundle:
     model_dir = Path(model_dir)
     info = read_bundle_info(model_dir)
     try:
-        model = create_model(info["model"]["name"], **info["model"]["config"])
+        config = dict(info["model"]["config"])
+        # Bundles written before per-image normalisation existed were trained without it.
+        config.setdefault("normalise", "none")
+        model = create_model(info["model"]["name"], **config)
         arrays = load_file(str(model_dir / TENSORS))
         weights = WeightsSource(**info["weights"])
         model.restore(arrays, weights, int(info["n_train_images"]))

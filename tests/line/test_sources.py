@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from defectscope.errors import ConfigError
+from defectscope.line.genicam import GenICamSource
 from defectscope.line.sources import (
     CameraSource,
     FileListSource,
     FolderWatchSource,
-    GenICamSource,
     SourceError,
     VideoFileSource,
     parse_source,

