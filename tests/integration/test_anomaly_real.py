@@ -44,8 +44,8 @@ def tile_slice():
 
 
 @pytest.mark.parametrize("model_name, image_floor, pixel_floor", [
-    ("patchcore", 0.80, 0.85),
-    ("padim", 0.70, 0.80),
+    ("patchcore", 0.88, 0.86),  # measured 0.930 / 0.892 on this slice
+    ("padim", 0.87, 0.85),  # measured 0.925 / 0.884
 ])
 def test_real_defects_are_found(tile_slice, tmp_path, model_name, image_floor, pixel_floor):
     result = train_anomaly(tile_slice, model_name, tmp_path / "model", progress=False)
