@@ -16,7 +16,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import tempfile
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from defectscope.data.hashing import sha256_file
+from defectscope.fileio import write_text_atomic
 from defectscope.errors import DataError
 from defectscope.types import GOOD, SPLITS, Sample
 
@@ -130,18 +130,8 @@ class Manifest:
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the manifest as JSON atomically (temp file, then rename); returns the path."""
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
         text = json.dumps(self.to_dict(), indent=1, sort_keys=False) + "\n"
-        handle, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(handle, "w", encoding="utf-8") as out:
-                out.write(text)
-            os.replace(temp, target)
-        except BaseException:
-            Path(temp).unlink(missing_ok=True)
-            raise
-        return target
+        return write_text_atomic(path, text)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Manifest:

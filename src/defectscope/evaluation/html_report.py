@@ -129,7 +129,7 @@ def _plots(plot_paths: Mapping[str, Path], html_dir: Path) -> str:
 def render_html(report: dict[str, Any], plot_paths: dict[str, Path], html_path: Path) -> None:
     """Write ``html_path``: headline metrics, threshold and calibration, confusion matrix,
     recall per defect type, other run details, and the plots (linked by relative path)."""
-    from defectscope.evaluation.report import write_text_atomic
+    from defectscope.fileio import write_text_atomic
 
     html_path = Path(html_path)
     html_path.parent.mkdir(parents=True, exist_ok=True)

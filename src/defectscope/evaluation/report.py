@@ -16,7 +16,6 @@ import dataclasses
 import json
 import math
 import os
-import tempfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from defectscope.errors import ConfigError
+from defectscope.fileio import write_text_atomic
 from defectscope.evaluation.metrics import (
     auroc,
     average_precision,
@@ -144,18 +144,6 @@ def build_report(
         raise ConfigError(f"extra keys {clashes} clash with report metrics; rename them")
     report.update(_jsonable(dict(extra or {})))
     return _jsonable(report)
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write via a temporary file in the same folder and ``os.replace``: all or nothing."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def _plot_all(
