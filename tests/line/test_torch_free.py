@@ -13,6 +13,7 @@ MODULES = [
     "defectscope.monitor", "defectscope.review", "defectscope.preprocess",
     "defectscope.service", "defectscope.service.app", "defectscope.service.routes",
     "defectscope.service.auth",
+    "defectscope.runtime", "defectscope.runtime.engine", "defectscope.scoring",
 ]
 
 

@@ -105,7 +105,7 @@ def test_old_dicts_without_normalise_load_as_none():
     {"image_size": 8},
     {"image_size": 128, "max_side": 64},
     {"multiple": 0},
-    {"steps": ({"name": "denoise"},)},
+    {"steps": ({"name": "sharpen"},)},
 ])
 def test_bad_options_raise_config_error(options):
     with pytest.raises(ConfigError):

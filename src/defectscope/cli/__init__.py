@@ -16,7 +16,8 @@ from defectscope.errors import DefectscopeError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from defectscope.cli import data, demo, line, model, monitor
+    from defectscope.cli import data, demo, line, model, monitor, runtime
+    from defectscope.cli import preprocess
 
     parser = argparse.ArgumentParser(
         prog="defectscope",
@@ -28,7 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
     data.register(subparsers)
     line.register(subparsers)
     monitor.register(subparsers)
+    runtime.register(subparsers)
     demo.register(subparsers)
+    preprocess.register(subparsers)
     return parser
 
 

@@ -20,7 +20,7 @@ from defectscope.data.splits import split_manifest
 from defectscope.data.summary import format_summary
 from defectscope.errors import ConfigError
 
-FORMATS = ("mvtec", "folder")
+FORMATS = ("mvtec", "folder", "yolo")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -35,6 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_import(commands)
     _add_info(commands)
     _add_split(commands)
+    _add_synthesize(commands)
 
 
 def _add_import(commands: argparse._SubParsersAction) -> None:
@@ -83,6 +84,12 @@ def add_dataset_arguments(parser: argparse.ArgumentParser, data_help: str = "the
         "(replaces the default: good ok free normal pass)",
     )
     parser.add_argument(
+        "--label-rule",
+        choices=("boxes", "prefix"),
+        help="yolo format: image label from its boxes' most frequent class (default) or from "
+        "the file-name prefix before the last '_' (crazing_10.jpg -> crazing)",
+    )
+    parser.add_argument(
         "--mask-rule",
         metavar="RULE",
         help="folder format: 'auto' (default), 'none', or a file name pattern relative to the "
@@ -108,6 +115,8 @@ def load_dataset(args: argparse.Namespace) -> tuple[Manifest, ImportResult | Non
         options["good_names"] = tuple(args.good_class)
     if args.mask_rule is not None:
         options["mask_rule"] = args.mask_rule
+    if getattr(args, "label_rule", None) is not None:
+        options["label_rule"] = args.label_rule
     result = import_dataset(args.data, fmt, **options)
     return result.manifest, result, fmt
 
@@ -184,6 +193,34 @@ def run_split(args: argparse.Namespace) -> int:
     print(format_summary(result.manifest, warnings=result.warnings))
     written = result.manifest.save(args.out)
     print(f"\nWrote {written}")
+    return 0
+
+
+def _add_synthesize(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "synthesize",
+        help="make synthetic defects (with exact masks) from good images, in the MVTec layout",
+        description="Write train/good, test/good, test/<kind> and ground_truth/<kind> masks: "
+        "cut-and-paste patches, Perlin-noise texture blends, scratches and blobs made from a "
+        "held-out share of the good images.",
+    )
+    parser.add_argument("--from", dest="source", required=True, metavar="DIR",
+                        help="folder of good images (searched recursively)")
+    parser.add_argument("--out", required=True, metavar="DIR", help="dataset folder to write")
+    parser.add_argument("--n", type=int, required=True, help="number of defective images")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument("--kinds", nargs="+", metavar="KIND",
+                        help="defect kinds (default: patch perlin scratch blob)")
+    parser.set_defaults(handler=run_synthesize)
+
+
+def run_synthesize(args: argparse.Namespace) -> int:
+    from defectscope.data.synthesize import KINDS, synthesize_dataset
+
+    counts = synthesize_dataset(args.source, args.out, args.n, seed=args.seed,
+                                kinds=tuple(args.kinds or KINDS))
+    print(", ".join(f"{name} {count}" for name, count in counts.items()))
+    print(f"Wrote {args.out} (MVTec layout); train with --format mvtec")
     return 0
 
 

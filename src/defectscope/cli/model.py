@@ -33,7 +33,8 @@ def _add_train(subparsers) -> None:
         "train/good), and write a model folder (bundle). Test images are never read.")
     add_dataset_arguments(parser, "dataset folder, or a manifest .json")
     parser.add_argument("--model", required=True, metavar="NAME",
-                        help="model to train: patchcore or padim")
+                        help="model to train: patchcore or padim (good images only), classifier "
+                        "or segmenter (labelled defects; e.g. --set task=binary, --set epochs=8)")
     parser.add_argument("--out", required=True, metavar="MODEL_DIR", help="model folder to write")
     parser.add_argument("--backbone", metavar="NAME",
                         help=f"pretrained backbone (default efficientnet_lite0): "
@@ -46,6 +47,9 @@ def _add_train(subparsers) -> None:
                         help="patchcore: fraction of training patches kept (default 0.1)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="any other model option, e.g. --set blur_sigma=2 (repeatable)")
+    parser.add_argument("--preprocess", metavar="FILE",
+                        help="preprocessing steps (YAML/JSON list: align, normalise, denoise, "
+                        "roi, tile...); stored in the model folder and applied at inspection")
     parser.add_argument("--threshold-rule", default="auto",
                         choices=("auto", "good_quantile", "recall", "f1_max"),
                         help="auto: every validation defect caught when defects exist, else a "
@@ -114,6 +118,10 @@ def model_options(args: argparse.Namespace) -> dict[str, Any]:
             options[name] = value
     if args.backbone_weights is not None and not Path(args.backbone_weights).is_file():
         raise ConfigError(f"--backbone-weights {args.backbone_weights}: no such file")
+    if getattr(args, "preprocess", None):
+        from defectscope.cli.preprocess import load_steps_file
+
+        options["steps"] = load_steps_file(args.preprocess).get("steps", [])
     return options
 
 
@@ -121,9 +129,13 @@ def run_train(args: argparse.Namespace) -> int:
     from defectscope.data.summary import format_summary
     from defectscope.training.anomaly import train_anomaly
 
+    from defectscope.training.supervised import is_supervised
+
     manifest, imported, _ = load_dataset(args)
     if imported is not None and (imported.skipped or imported.warnings):
         print(format_summary(manifest, imported.skipped, imported.warnings), file=sys.stderr)
+    if is_supervised(args.model):
+        return _run_train_supervised(args, manifest)
     result = train_anomaly(
         manifest, args.model, args.out, options=model_options(args),
         threshold_rule=args.threshold_rule, threshold_target=args.threshold_target,
@@ -136,17 +148,39 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_train_supervised(args: argparse.Namespace, manifest) -> int:
+    from defectscope.data.summary import format_summary
+    from defectscope.training.supervised import train_supervised
+
+    result = train_supervised(
+        manifest, args.model, args.out, options=model_options(args),
+        threshold_rule=args.threshold_rule, threshold_target=args.threshold_target,
+        seed=args.seed, overwrite=args.overwrite, progress=not args.quiet,
+        log=lambda message: print(message, file=sys.stderr))
+    print(format_summary(result.manifest))
+    print(f"\nTrained {args.model} in {result.fit_seconds:.1f} s; threshold "
+          f"{result.model.threshold:.6g}; model folder: {result.out_dir}")
+    return 0
+
+
 def run_test(args: argparse.Namespace) -> int:
     from defectscope.bundle import load_bundle
     from defectscope.data.images import load_image
     from defectscope.evaluation.report import write_report
     from defectscope.evaluation.run import evaluate_bundle
 
+    from defectscope.evaluation.supervised import evaluate_supervised, write_supervised_report
+    from defectscope.training.supervised import is_supervised
+
     bundle = load_bundle(args.model)
     manifest, _, _ = load_dataset(args)
-    report, records = evaluate_bundle(bundle, manifest, args.split, progress=not args.quiet)
-    written = write_report(report, records, Path(args.report), image_loader=load_image,
-                           plots=not args.no_plots)
+    if is_supervised(bundle.info["model"]["name"]):
+        evaluate, write = evaluate_supervised, write_supervised_report
+    else:
+        evaluate, write = evaluate_bundle, write_report
+    report, records = evaluate(bundle, manifest, args.split, progress=not args.quiet)
+    written = write(report, records, Path(args.report), image_loader=load_image,
+                    plots=not args.no_plots)
     print(format_report(report))
     print(f"\nReport: {written['json']}" + (f"  HTML: {written['html']}" if "html" in written else ""))
     return 0
@@ -170,6 +204,11 @@ def format_report(report: dict[str, Any]) -> str:
         f"{_fmt(report['false_reject_rate'])}  UNSURE {report['n_unsure']}",
         f"  confusion: TP {cm['tp']}  FP {cm['fp']}  TN {cm['tn']}  FN {cm['fn']}",
     ]
+    if report.get("macro_f1") is not None:
+        lines.append(f"  class accuracy {_fmt(report['accuracy'])}   macro F1 "
+                     f"{_fmt(report['macro_f1'])}" + (
+                         f"   pixel IoU {_fmt(report['pixel_iou'])}   Dice "
+                         f"{_fmt(report['pixel_dice'])}" if "pixel_iou" in report else ""))
     if report.get("per_type_recall"):
         lines.append("  recall per type: " + ", ".join(
             f"{name} {_fmt(value)}" for name, value in report["per_type_recall"].items()))

@@ -79,6 +79,7 @@ def import_dataset(root: str | os.PathLike[str], format: str, **options: Any) ->
     importers: dict[str, Callable[..., ImportResult]] = {
         "mvtec": import_mvtec,
         "folder": import_folder,
+        "yolo": _import_yolo,
     }
     if format not in importers:
         raise ConfigError(
@@ -93,6 +94,13 @@ def import_dataset(root: str | os.PathLike[str], format: str, **options: Any) ->
             f"it accepts: {', '.join(accepted)}"
         )
     return importer(root, **options)
+
+
+def _import_yolo(root: str | os.PathLike[str], *, label_rule: str = "boxes",
+                 keep_split: bool = False, on_bad: str = "error") -> ImportResult:
+    from defectscope.data.yolo import import_yolo  # imported late: yolo.py builds on this module
+
+    return import_yolo(root, label_rule=label_rule, keep_split=keep_split, on_bad=on_bad)
 
 
 def import_mvtec(root: str | os.PathLike[str], *, on_bad: str = "error") -> ImportResult:

@@ -13,18 +13,19 @@ import dataclasses
 import time
 from typing import Any, ClassVar, Iterable, Iterator, Mapping
 
-import cv2
 import numpy as np
 import torch
 
-from defectscope.errors import ConfigError, DefectscopeError
+from defectscope.errors import AlignmentError, ConfigError, DefectscopeError
 from defectscope.models.backbones import (
     WeightsSource,
     build_feature_extractor,
     empty_feature_extractor,
     get_backbone_spec,
 )
-from defectscope.preprocess import PreprocessConfig, Preprocessor
+from defectscope.preprocess import PreprocessConfig, Preprocessor, parse_steps
+from defectscope.preprocess.tiling import score_tiled, training_inputs
+from defectscope.scoring import anomaly_map
 from defectscope.types import InspectionResult, Verdict
 
 
@@ -39,6 +40,7 @@ class AnomalyConfig:
     resize: str = "square"
     max_side: int = 512
     normalise: str = "standardise"  # per-image brightness/contrast: see preprocess.normalise
+    steps: tuple[Mapping[str, Any], ...] = ()  # preprocessing steps: see preprocess.steps
     batch_size: int = 8
     blur_sigma: float = 4.0
     unsure_band: float = 0.05
@@ -52,6 +54,8 @@ class AnomalyConfig:
             raise ConfigError("batch_size must be >= 1")
         if self.blur_sigma < 0:
             raise ConfigError("blur_sigma must be >= 0")
+        # Validated and stored as plain dicts, so the config stays JSON for the bundle.
+        object.__setattr__(self, "steps", tuple(s.to_dict() for s in parse_steps(self.steps)))
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -110,6 +114,7 @@ class AnomalyModel:
             mean=spec.mean,
             std=spec.std,
             normalise=self.config.normalise,
+            steps=tuple(self.config.steps),
         )
 
     @property
@@ -156,7 +161,7 @@ class AnomalyModel:
         self._set_extractor(extractor, source)
         self._start_fit()
         count = 0
-        inputs = (self.preprocessor(image) for image in images)
+        inputs = training_inputs(self.preprocessor, images)  # learns steps' state, tiles
         with torch.inference_mode():
             for batch in _batches(inputs, self.config.batch_size):
                 tensor = torch.from_numpy(np.stack(batch)).contiguous(
@@ -186,8 +191,10 @@ class AnomalyModel:
     def anomaly(self, image: np.ndarray) -> tuple[float, np.ndarray, dict[str, float]]:
         """Score one RGB uint8 image: (image score, anomaly map at the image's size, timings ms)."""
         self._check_fitted()
-        t0 = time.perf_counter()
-        array = self.preprocessor(image)
+        return score_tiled(self.preprocessor, image, self._anomaly_input)
+
+    def _anomaly_input(self, array: np.ndarray) -> tuple[float, np.ndarray, dict[str, float]]:
+        """One network input (C x h x w) -> (score, anomaly map at h x w, timings ms)."""
         t1 = time.perf_counter()
         with torch.inference_mode():
             tensor = torch.from_numpy(array[None]).contiguous(memory_format=torch.channels_last)
@@ -195,10 +202,9 @@ class AnomalyModel:
         t2 = time.perf_counter()
         patch_scores, score = self._score_embeddings(embeddings)
         t3 = time.perf_counter()
-        anomaly_map = self._upsample(patch_scores, array.shape[1:], image.shape[:2])
+        anomaly_map = self._upsample(patch_scores, array.shape[1:], array.shape[1:])
         t4 = time.perf_counter()
         timings = {
-            "preprocess": (t1 - t0) * 1e3,
             "backbone": (t2 - t1) * 1e3,
             "scoring": (t3 - t2) * 1e3,
             "anomaly_map": (t4 - t3) * 1e3,
@@ -207,17 +213,14 @@ class AnomalyModel:
 
     def _upsample(self, patch_scores: np.ndarray, input_hw, image_hw) -> np.ndarray:
         """Patch grid -> network input size, Gaussian-smoothed -> the original image size."""
-        grid = np.ascontiguousarray(patch_scores, dtype=np.float32)
-        smooth = cv2.resize(grid, (input_hw[1], input_hw[0]), interpolation=cv2.INTER_LINEAR)
-        if self.config.blur_sigma > 0:
-            smooth = cv2.GaussianBlur(smooth, (0, 0), self.config.blur_sigma)
-        if tuple(image_hw) != tuple(input_hw):
-            smooth = cv2.resize(smooth, (image_hw[1], image_hw[0]), interpolation=cv2.INTER_LINEAR)
-        return smooth
+        return anomaly_map(patch_scores, input_hw, image_hw, self.config.blur_sigma)
 
     def predict(self, image: np.ndarray) -> InspectionResult:
         """Score, verdict (needs a threshold: see ``set_threshold``), anomaly map and timings."""
-        score, anomaly_map, timings = self.anomaly(image)
+        try:
+            score, anomaly_map, timings = self.anomaly(image)
+        except AlignmentError as error:  # never a silent OK: a person looks at the part
+            return InspectionResult(score=float("nan"), verdict=Verdict.UNSURE, reason=str(error))
         if self.threshold is None:
             raise DefectscopeError(
                 f"{self.name} has no decision threshold yet; calibrate it (defectscope train does)"
@@ -244,6 +247,7 @@ class AnomalyModel:
             for key, value in self.extractor_.state_dict().items()
         }
         arrays.update(self._learned_arrays())
+        arrays.update({f"preprocess.{k}": v for k, v in self.preprocessor.arrays().items()})
         return arrays
 
     def restore(self, arrays: Mapping[str, np.ndarray], weights: WeightsSource, n_train: int):
@@ -259,7 +263,10 @@ class AnomalyModel:
         except RuntimeError as error:
             raise DefectscopeError(f"saved backbone does not match {self.config.backbone}: {error}")
         self._set_extractor(extractor, weights)
-        self._restore_arrays({k: v for k, v in arrays.items() if not k.startswith("backbone.")})
+        self.preprocessor.restore(
+            {k[len("preprocess."):]: v for k, v in arrays.items() if k.startswith("preprocess.")})
+        self._restore_arrays({k: v for k, v in arrays.items()
+                              if not k.startswith(("backbone.", "preprocess."))})
         self.n_train_images_ = n_train
         self.threshold_ = None
         self.calibration_ = None

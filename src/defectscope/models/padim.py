@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from defectscope.errors import ConfigError, DefectscopeError
 from defectscope.models.base import AnomalyConfig, AnomalyModel
 from defectscope.models.registry import register
+from defectscope.scoring import padim_scores
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,13 +93,8 @@ class PaDiM(AnomalyModel):
         del self._sum, self._outer, self._count
 
     def _score_embeddings(self, embeddings: torch.Tensor) -> tuple[np.ndarray, float]:
-        if tuple(embeddings.shape[-2:]) != tuple(self.grid_):
-            raise DefectscopeError(f"feature grid {tuple(embeddings.shape[-2:])} differs from "
-                                   f"the trained {self.grid_}")
-        x = embeddings[0].flatten(1).T - self.mean_  # positions x dims
-        squared = torch.einsum("pi,pij,pj->p", x, self.inverse_covariance_, x)
-        distances = squared.clamp_min(0).sqrt().reshape(self.grid_).numpy()
-        return distances, float(distances.max())
+        return padim_scores(embeddings.numpy(), self.mean_.numpy(),
+                            self.inverse_covariance_.numpy(), self.grid_)
 
     def _learned_arrays(self) -> dict[str, np.ndarray]:
         return {

@@ -27,6 +27,7 @@ from defectscope.models.base import AnomalyConfig, AnomalyModel
 from defectscope.models.coreset import StreamingCoreset
 from defectscope.models.nn_index import NearestNeighbours
 from defectscope.models.registry import register
+from defectscope.scoring import patchcore_scores
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,23 +105,8 @@ class PatchCore(AnomalyModel):
         self.bank_neighbours_ = neighbours.astype(np.int64)
 
     def _score_embeddings(self, embeddings: torch.Tensor) -> tuple[np.ndarray, float]:
-        _, dims, height, width = embeddings.shape
-        patches = embeddings[0].permute(1, 2, 0).reshape(-1, dims).numpy()
-        distances, indices = self.index_.search(patches, 1)
-        distances = distances[:, 0]
-        worst = int(np.argmax(distances))
-        score = float(distances[worst]) * self._reweight(patches[worst], int(indices[worst, 0]))
-        return distances.reshape(height, width), score
-
-    def _reweight(self, patch: np.ndarray, nearest: int) -> float:
-        """Eq. 7: ``1 - exp(d(m*)) / sum over N_b(m*) of exp(d(m))`` (a softmax of distances)."""
-        support = self.bank_neighbours_[nearest]
-        support = support[support >= 0]
-        if support[0] != nearest:
-            support = np.concatenate([[nearest], support[support != nearest]])
-        distances = np.linalg.norm(self.memory_bank_[support] - patch, axis=1)
-        shifted = np.exp(distances - distances.max())  # softmax, numerically stable
-        return float(1.0 - shifted[0] / shifted.sum()) if len(support) > 1 else 1.0
+        return patchcore_scores(embeddings.numpy(), self.index_, self.memory_bank_,
+                                self.bank_neighbours_)
 
     def _learned_arrays(self) -> dict[str, np.ndarray]:
         return {

@@ -42,11 +42,15 @@ def standardise(image: np.ndarray) -> np.ndarray:
     return _to_uint8((values - float(mean[0, 0])) * scale + TARGET_MEAN)
 
 
-def stretch_percentiles(image: np.ndarray) -> np.ndarray:
-    """Map the 1st and 99th percentile of all pixel values to 28 and 228."""
+def stretch_percentiles(
+    image: np.ndarray,
+    percentiles: tuple[float, float] = PERCENTILES,
+    out_range: tuple[float, float] = PERCENTILE_RANGE,
+) -> np.ndarray:
+    """Map the ``percentiles`` (default 1st and 99th) of all pixel values to ``out_range``."""
     values = image.astype(np.float32)
-    low, high = np.percentile(values, PERCENTILES)
-    out_low, out_high = PERCENTILE_RANGE
+    low, high = np.percentile(values, percentiles)
+    out_low, out_high = out_range
     scale = (out_high - out_low) / max(float(high - low), 1.0)
     return _to_uint8((values - low) * scale + out_low)
 
@@ -60,6 +64,36 @@ def clahe(image: np.ndarray, clip_limit: float = 2.0, tiles: int = 8) -> np.ndar
     lab = cv2.cvtColor(image, cv2.COLOR_RGB2LAB)
     lab[..., 0] = equalise.apply(np.ascontiguousarray(lab[..., 0]))
     return cv2.cvtColor(lab, cv2.COLOR_LAB2RGB)
+
+
+def grey_cdf(grey: np.ndarray) -> np.ndarray:
+    """Cumulative distribution (256 values, last = 1) of a uint8 grey image."""
+    hist = cv2.calcHist([np.ascontiguousarray(grey)], [0], None, [256], [0, 256]).ravel()
+    return np.cumsum(hist, dtype=np.float64) / max(float(hist.sum()), 1.0)
+
+
+def mean_cdf(greys: list[np.ndarray]) -> np.ndarray:
+    """The reference distribution histogram matching maps to: the mean CDF of ``greys``."""
+    if not greys:
+        raise ValueError("histogram matching needs at least one training image")
+    return np.mean([grey_cdf(g) for g in greys], axis=0)
+
+
+def match_histogram(image: np.ndarray, reference_cdf: np.ndarray) -> np.ndarray:
+    """Map grey levels so the image's grey histogram matches ``reference_cdf``.
+
+    One lookup table from the grey channel is applied to every channel, so colours keep their
+    relations; a gain/offset change of the image is undone up to quantisation.
+    """
+    reference_cdf = np.asarray(reference_cdf, np.float64)
+    if reference_cdf.shape != (256,):
+        raise ValueError(f"reference CDF must have 256 values, not {reference_cdf.shape}")
+    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    cdf = grey_cdf(grey)
+    # The midpoint of each level's probability mass, so a level maps to the middle of its match.
+    mid = cdf - 0.5 * np.diff(np.r_[0.0, cdf])
+    lut = np.clip(np.searchsorted(reference_cdf, mid, side="left"), 0, 255).astype(np.uint8)
+    return cv2.LUT(image, lut)
 
 
 def normalise_image(image: np.ndarray, method: str) -> np.ndarray:

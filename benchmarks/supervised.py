@@ -1,0 +1,124 @@
+"""Supervised models on real data: NEU (6 classes) and magnetic tile (pass/fail, segmentation).
+
+Prints test-split figures (the split each bundle records; never seen in training or model
+selection) and the anomaly models' figures on the same split. Runs through the library API the
+CLI uses. Each part can be run alone:
+
+    python benchmarks/supervised.py neu --image-size 128 --epochs 8
+    python benchmarks/supervised.py tile-classifier --image-size 160
+    python benchmarks/supervised.py tile-segmenter --image-size 192 [--synthetic 200]
+    python benchmarks/supervised.py tile-anomaly --model padim
+
+Figures go to stdout and to benchmarks/results/<part>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from defectscope.bundle import load_bundle
+from defectscope.data.importers import import_dataset
+from defectscope.evaluation.run import evaluate_bundle
+from defectscope.evaluation.supervised import evaluate_supervised
+from defectscope.training.anomaly import train_anomaly
+from defectscope.training.supervised import supervised_splits, train_supervised
+
+DATA = Path(os.environ.get("DEFECTSCOPE_SHARED_DATA",
+                           Path(__file__).resolve().parents[2] / "shared" / "data"))
+KEYS = ("accuracy", "macro_f1", "binary_accuracy", "precision", "recall", "image_auroc",
+        "pixel_auroc", "pixel_iou", "pixel_dice", "n_images", "n_defect", "threshold")
+
+
+def _tile_manifest(seed: int):
+    manifest = import_dataset(DATA / "magnetic-tile", "folder").manifest
+    return supervised_splits(manifest, seed)[0]  # the same 70/15/15 split for every model
+
+
+def _recall_at_precision(report_records, min_precision: float = 0.95):
+    """Best recall over thresholds with precision >= ``min_precision`` (an oracle threshold on
+    test, reported beside the calibrated one)."""
+    import numpy as np
+
+    scores = np.array([r.score for r in report_records])
+    defect = np.array([r.label != "good" for r in report_records])
+    best = 0.0
+    for t in np.unique(scores):
+        pred = scores >= t
+        tp = np.sum(pred & defect)
+        if pred.sum() and tp / pred.sum() >= min_precision:
+            best = max(best, tp / defect.sum())
+    return float(best)
+
+
+def run(part: str, args) -> dict:
+    options = {"image_size": args.image_size, "epochs": args.epochs, "seed": args.seed,
+               "batch_size": args.batch_size}
+    if args.max_minutes:
+        options["max_train_seconds"] = args.max_minutes * 60
+    out = Path(tempfile.mkdtemp(prefix=f"bench-{part}-")) / "model"
+    started = time.perf_counter()
+    if part == "neu":
+        manifest = import_dataset(DATA / "neu-det", "yolo", label_rule=args.label_rule).manifest
+        train_supervised(manifest, "classifier", out, options=options, seed=args.seed, log=print,
+                         progress=False)
+    elif part == "tile-classifier":
+        manifest = _tile_manifest(args.seed)
+        train_supervised(manifest, "classifier", out, options={**options, "task": "binary"},
+                         seed=args.seed, log=print, progress=False, threshold_rule="f1_max")
+    elif part == "tile-segmenter":
+        manifest = _tile_manifest(args.seed)
+        if args.synthetic:
+            from defectscope.data.synthesize import add_synthetic_to_train
+            manifest = add_synthetic_to_train(manifest, args.synthetic, Path(out).parent / "syn",
+                                              seed=args.seed)
+        train_supervised(manifest, "segmenter", out, options=options, seed=args.seed, log=print,
+                         progress=False, threshold_rule="f1_max")
+    elif part == "tile-anomaly":
+        manifest = _tile_manifest(args.seed)
+        train_anomaly(manifest, args.model, out, options={"image_size": args.image_size},
+                      seed=args.seed, progress=False, log=print, threshold_rule="f1_max")
+    else:
+        raise SystemExit(f"unknown part {part}")
+    train_seconds = time.perf_counter() - started
+    bundle = load_bundle(out)
+    evaluate = evaluate_bundle if part == "tile-anomaly" else evaluate_supervised
+    eval_manifest = manifest if part != "tile-segmenter" else _tile_manifest(args.seed)
+    report, records = evaluate(bundle, eval_manifest, "test", progress=False)
+    figures = {k: report.get(k) for k in KEYS}
+    figures.update(part=part, train_seconds=round(train_seconds, 1),
+                   recall_at_precision_95_oracle=_recall_at_precision(records),
+                   options=options, n_left_out=report.get("n_left_out_seen_in_training"),
+                   fit=bundle.info["metrics"].get("best_epoch"))
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("part", choices=("neu", "tile-classifier", "tile-segmenter",
+                                         "tile-anomaly"))
+    parser.add_argument("--image-size", type=int, default=128)
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-minutes", type=float, default=None)
+    parser.add_argument("--label-rule", default="prefix", choices=("boxes", "prefix"))
+    parser.add_argument("--synthetic", type=int, default=0,
+                        help="tile-segmenter: add N synthetic defects made from train good images")
+    parser.add_argument("--model", default="padim", help="tile-anomaly: padim or patchcore")
+    args = parser.parse_args()
+    figures = run(args.part, args)
+    print(json.dumps(figures, indent=2))
+    results = Path(__file__).parent / "results"
+    results.mkdir(exist_ok=True)
+    name = args.part + (f"-syn{args.synthetic}" if args.synthetic else "") + (
+        f"-{args.model}" if args.part == "tile-anomaly" else "")
+    (results / f"{name}.json").write_text(json.dumps(figures, indent=2))
+
+
+if __name__ == "__main__":
+    main()

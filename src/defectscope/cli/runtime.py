@@ -1,0 +1,41 @@
+"""``defectscope export``: write a bundle's ONNX export for the torch-free runtime.
+
+    defectscope export --model MODEL_DIR --format onnx [--out DIR] [--tolerance 1e-3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from defectscope.runtime.engine import DEFAULT_TOLERANCE, EXPORT_JSON
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "export", help="export a model folder to ONNX for the torch-free runtime",
+        description="Export the model's backbone to ONNX (MODEL_DIR/onnx by default) and prove "
+        "it: every reference image in the bundle is re-scored by the runtime and the export "
+        "fails, writing nothing, if a score differs from the recorded one by more than "
+        "TOLERANCE x threshold. defectscope run and serve then use it without torch.")
+    parser.add_argument("--model", required=True, metavar="MODEL_DIR", help="model folder")
+    parser.add_argument("--format", default="onnx", choices=("onnx",), help="export format")
+    parser.add_argument("--out", metavar="DIR",
+                        help="folder to write (default MODEL_DIR/onnx, where run and serve look)")
+    parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE, metavar="T",
+                        help=f"largest score difference allowed, as a fraction of the threshold "
+                        f"(default {DEFAULT_TOLERANCE:g})")
+    parser.set_defaults(handler=_export)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from defectscope.runtime.export import export_onnx  # imports torch: only when exporting
+
+    out = export_onnx(args.model, args.out, tolerance=args.tolerance)
+    record = json.loads((out / EXPORT_JSON).read_text())
+    print(f"exported {record['model']} to {out} (opset {record['opset']}); "
+          f"{len(record['references'])} reference images re-scored: largest score difference "
+          f"{record['max_score_difference']:.3g} (allowed {args.tolerance:g} x threshold "
+          f"{record['threshold']:.4g}), largest anomaly-map difference "
+          f"{record['max_map_abs_diff']:.3g}")
+    return 0

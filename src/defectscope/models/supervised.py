@@ -1,0 +1,183 @@
+"""What the supervised models (classifier, segmenter) share: config, preprocessing, batching,
+threshold, and the tensors that go into a bundle.
+
+The network is a plain ``nn.Module``; the model class knows fit, predict, save and load. Fitting
+runs the plain loop in ``defectscope.training.supervised`` (warm-up with a frozen backbone, then
+fine-tuning at a lower learning rate, early stopping on a validation metric, best checkpoint kept).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from typing import Any, ClassVar, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from defectscope.errors import ConfigError, DefectscopeError
+from defectscope.models.backbones import WeightsSource, get_backbone_spec
+from defectscope.preprocess import PreprocessConfig, Preprocessor
+
+LOSSES = ("auto", "ce", "weighted_ce", "focal", "dice_bce", "dice_focal")
+SAMPLERS = ("auto", "shuffle", "oversample")
+META_KEY = "meta.json"  # JSON bytes stored as a uint8 tensor: bundles stay safetensors-only
+
+
+@dataclasses.dataclass(frozen=True)
+class SupervisedConfig:
+    """Options the supervised models share; the training schedule travels with the model."""
+
+    backbone: str = "efficientnet_lite0"
+    backbone_weights: str | None = None
+    image_size: int = 224
+    resize: str = "square"
+    max_side: int = 512
+    normalise: str = "none"
+    batch_size: int = 16
+    unsure_band: float = 0.0
+    seed: int = 0
+    epochs: int = 15  # warm-up + fine-tuning epochs, at most
+    warmup_epochs: int = 2  # backbone frozen, head only, at ``lr``
+    lr: float = 1e-3
+    finetune_lr: float = 1e-4  # whole network after the warm-up
+    freeze_bn: bool = True  # keep the backbone's batch-norm statistics while fine-tuning
+    weight_decay: float = 1e-4
+    patience: int = 4  # fine-tuning epochs without a better validation metric before stopping
+    loss: str = "auto"
+    focal_gamma: float = 2.0
+    sampler: str = "auto"
+    augment: bool = True
+    max_train_seconds: float | None = None  # stop (keeping the best checkpoint) after this
+
+    def __post_init__(self) -> None:
+        get_backbone_spec(self.backbone)
+        if not get_backbone_spec(self.backbone).name.startswith("efficientnet_lite"):
+            raise ConfigError("supervised models support the efficientnet_lite backbones")
+        if self.loss not in LOSSES:
+            raise ConfigError(f"loss {self.loss!r} unknown; use one of {LOSSES}")
+        if self.sampler not in SAMPLERS:
+            raise ConfigError(f"sampler {self.sampler!r} unknown; use one of {SAMPLERS}")
+        if self.epochs < 1 or not 0 <= self.warmup_epochs <= self.epochs:
+            raise ConfigError("need epochs >= 1 and 0 <= warmup_epochs <= epochs")
+        if self.batch_size < 1 or self.patience < 1:
+            raise ConfigError("batch_size and patience must be >= 1")
+        if not 0 <= self.unsure_band < 1:
+            raise ConfigError(f"unsure_band {self.unsure_band} must be in [0, 1)")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def make_config(config_class: type, options: Mapping[str, Any]):
+    """Build a config dataclass, turning unknown options into a ``ConfigError``."""
+    fields = {f.name for f in dataclasses.fields(config_class)}
+    unknown = sorted(set(options) - fields)
+    if unknown:
+        raise ConfigError(f"unknown options {unknown}; valid options: {sorted(fields)}")
+    try:
+        return config_class(**options)
+    except TypeError as error:
+        raise ConfigError(str(error)) from error
+
+
+def encode_meta(meta: Mapping[str, Any]) -> np.ndarray:
+    return np.frombuffer(json.dumps(dict(meta)).encode("utf-8"), dtype=np.uint8).copy()
+
+
+def decode_meta(array: np.ndarray) -> dict[str, Any]:
+    return json.loads(np.asarray(array, dtype=np.uint8).tobytes().decode("utf-8"))
+
+
+class SupervisedModel:
+    """Base for models trained on labelled images. ``__init__`` stores options, nothing else."""
+
+    name: ClassVar[str] = ""
+    config_class: ClassVar[type] = SupervisedConfig
+
+    def __init__(self, **options: Any) -> None:
+        self.config = make_config(self.config_class, options)
+        spec = get_backbone_spec(self.config.backbone)
+        self.preprocess_config = PreprocessConfig(
+            image_size=self.config.image_size, resize=self.config.resize,
+            max_side=max(self.config.max_side, self.config.image_size), mean=spec.mean,
+            std=spec.std, normalise=self.config.normalise)
+        self.preprocessor = Preprocessor(self.preprocess_config)
+
+    # -- hooks ----------------------------------------------------------------------------------
+    def _build_network(self, pretrained: bool) -> tuple[nn.Module, WeightsSource | None]:
+        raise NotImplementedError
+
+    def _meta(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _set_meta(self, meta: Mapping[str, Any]) -> None:
+        raise NotImplementedError
+
+    # -- state ----------------------------------------------------------------------------------
+    @property
+    def is_fitted(self) -> bool:
+        return hasattr(self, "net_")
+
+    @property
+    def threshold(self) -> float | None:
+        return getattr(self, "threshold_", None)
+
+    def _check_fitted(self) -> None:
+        if not self.is_fitted:
+            raise DefectscopeError(f"{self.name} is not fitted: call fit() or load a bundle")
+
+    def set_threshold(self, threshold: float, calibration: Mapping[str, Any] | None = None):
+        if not np.isfinite(threshold):
+            raise ConfigError(f"threshold must be a finite number, not {threshold}")
+        self.threshold_ = float(threshold)
+        self.calibration_ = dict(calibration or {})
+        return self
+
+    def prepare(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """Preprocess RGB uint8 images once, to a float32 stack N x 3 x h x w."""
+        return np.stack([self.preprocessor(image) for image in images]).astype(np.float32)
+
+    def forward_arrays(self, batch: np.ndarray) -> torch.Tensor:
+        """Network outputs for a preprocessed stack, in eval mode, without gradients."""
+        self.net_.eval()
+        with torch.inference_mode():
+            return self.net_(torch.from_numpy(np.ascontiguousarray(batch)))
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Every learned tensor (whole network) plus the class list etc. as a JSON byte tensor."""
+        self._check_fitted()
+        arrays = {f"net.{key}": value.detach().cpu().contiguous().numpy()
+                  for key, value in self.net_.state_dict().items()}
+        arrays[META_KEY] = encode_meta(self._meta())
+        return arrays
+
+    def restore(self, arrays: Mapping[str, np.ndarray], weights: WeightsSource, n_train: int):
+        """Rebuild a fitted model from ``arrays`` (the inverse of ``arrays()``)."""
+        if META_KEY not in arrays:
+            raise DefectscopeError(f"saved {self.name} lacks {META_KEY}; the bundle is incomplete")
+        self._set_meta(decode_meta(arrays[META_KEY]))
+        net, _ = self._build_network(pretrained=False)
+        state = {key[len("net."):]: torch.from_numpy(np.array(value))
+                 for key, value in arrays.items() if key.startswith("net.")}
+        try:
+            net.load_state_dict(state, strict=True)
+        except RuntimeError as error:
+            raise DefectscopeError(f"saved network does not match {self.name}: {error}") from error
+        self.net_ = net.eval()
+        self.weights_source_ = weights
+        self.n_train_images_ = n_train
+        self.threshold_ = None
+        self.calibration_ = None
+        return self
+
+    def _timed(self, image: np.ndarray):
+        self._check_fitted()
+        t0 = time.perf_counter()
+        array = self.preprocessor(image)
+        t1 = time.perf_counter()
+        output = self.forward_arrays(array[None])
+        t2 = time.perf_counter()
+        return output, {"preprocess": (t1 - t0) * 1e3, "network": (t2 - t1) * 1e3}

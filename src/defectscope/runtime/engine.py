@@ -1,0 +1,274 @@
+"""The torch-free inference engine: ONNX backbone (onnxruntime) + the shared numpy scoring.
+
+An edge box installs numpy, OpenCV, onnxruntime, faiss and safetensors, copies a bundle folder
+with its ``onnx/`` export (``defectscope export``), and inspects parts without torch. The engine
+never trusts the export blindly: ``load`` checks every bundle file's hash and the ONNX file's,
+then re-scores the bundle's reference images and refuses to start if any score moved by more than
+the export's tolerance (by default 1e-3 of the threshold).
+
+>>> model = RuntimeModel.load("models/tiles")   # doctest: +SKIP
+>>> model.predict(image).verdict                # doctest: +SKIP
+<Verdict.OK: 'OK'>
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import cv2
+import numpy as np
+
+from defectscope.bundle import TENSORS, read_bundle_info
+from defectscope.data.hashing import sha256_file
+from defectscope.errors import AlignmentError, BundleError, ConfigError
+from defectscope.preprocess import PreprocessConfig, Preprocessor
+from defectscope.preprocess.tiling import score_tiled
+from defectscope.scoring import NearestNeighbours, anomaly_map, padim_scores, patchcore_scores
+from defectscope.types import InspectionResult, Verdict
+
+ONNX_DIR = "onnx"
+ONNX_FILE = "model.onnx"
+EXPORT_JSON = "export.json"
+INPUT_NAME = "image"
+OUTPUT_NAME = "embeddings"
+DEFAULT_TOLERANCE = 1e-3  # |runtime score - recorded score| <= tolerance * threshold
+SUPPORTED_MODELS = ("patchcore", "padim")
+PROVIDERS = ("cpu", "openvino")
+
+Scorer = Callable[[np.ndarray], "tuple[np.ndarray, float]"]
+
+
+class ParityError(BundleError):
+    """The exported runtime scores the bundle's reference images differently from the model."""
+
+
+@dataclass(frozen=True)
+class ReferenceCheck:
+    """One reference image re-scored: what the bundle recorded, what the runtime gives."""
+
+    source: str
+    expected: float
+    score: float
+    limit: float
+
+    @property
+    def difference(self) -> float:
+        return abs(self.score - self.expected)
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.difference <= self.limit)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"source": self.source, "expected": self.expected, "score": self.score,
+                "difference": self.difference, "ok": self.ok}
+
+
+def learned_arrays(model_dir: Path) -> dict[str, np.ndarray]:
+    """The arrays of ``tensors.safetensors`` but ``backbone.*`` (those live in the ONNX file)."""
+    from safetensors import safe_open
+
+    with safe_open(str(model_dir / TENSORS), framework="numpy") as file:
+        return {key: file.get_tensor(key) for key in file.keys()
+                if not key.startswith("backbone.")}
+
+
+def build_scorer(name: str, arrays: dict[str, np.ndarray]) -> Scorer:
+    """The model's post-backbone scoring, over the bundle's arrays (same functions as torch)."""
+    try:
+        if name == "patchcore":
+            index = NearestNeighbours.from_array(arrays["nn_index"])
+            bank = np.ascontiguousarray(arrays["memory_bank"], dtype=np.float32)
+            neighbours = arrays["bank_neighbours"].astype(np.int64)
+            return lambda embeddings: patchcore_scores(embeddings, index, bank, neighbours)
+        if name == "padim":
+            mean, inverse = arrays["mean"], arrays["inverse_covariance"]
+            grid = (int(arrays["grid"][0]), int(arrays["grid"][1]))
+            return lambda embeddings: padim_scores(embeddings, mean, inverse, grid)
+    except KeyError as error:
+        raise BundleError(f"{TENSORS} lacks the array {error} that {name} needs") from error
+    raise BundleError(f"the ONNX runtime supports {', '.join(SUPPORTED_MODELS)}, not {name!r}; "
+                      "use the torch path for this model")
+
+
+def make_session(onnx_path: Path, provider: str = "cpu"):
+    """An onnxruntime session: all graph optimisations, onnxruntime's default thread count.
+
+    ``provider="openvino"`` uses OpenVINO's execution provider (``onnxruntime-openvino``) in FP32;
+    its CPU default of bf16 moves scores, which the parity check would then refuse.
+    """
+    import onnxruntime as ort
+
+    if provider not in PROVIDERS:
+        raise ConfigError(f"provider must be one of {PROVIDERS}, not {provider!r}")
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    providers: list[Any] = ["CPUExecutionProvider"]
+    if provider == "openvino":
+        if "OpenVINOExecutionProvider" not in ort.get_available_providers():
+            raise ConfigError("OpenVINO is not installed: pip install onnxruntime-openvino")
+        providers.insert(0, ("OpenVINOExecutionProvider", {"precision": "FP32"}))
+    return ort.InferenceSession(str(onnx_path), options, providers=providers)
+
+
+def read_references(model_dir: Path, info: dict[str, Any]) -> list[tuple[np.ndarray, float, str]]:
+    """The bundle's reference images (RGB) with their recorded scores; none is an error."""
+    rows = info.get("references") or []
+    if not rows:
+        raise BundleError(f"{model_dir}: the bundle has no reference images, so an export cannot "
+                          "prove it scores like the trained model; retrain it with defectscope "
+                          "train")
+    references = []
+    for row in rows:
+        image = cv2.imread(str(model_dir / row["file"]), cv2.IMREAD_COLOR)
+        if image is None:
+            raise BundleError(f"{model_dir / row['file']}: unreadable reference image")
+        references.append((cv2.cvtColor(image, cv2.COLOR_BGR2RGB), float(row["score"]),
+                           row.get("source") or row["file"]))
+    return references
+
+
+class RuntimeModel:
+    """A bundle scored by onnxruntime + numpy. Build with ``load`` (checks hashes and parity)."""
+
+    def __init__(self, model_dir: Path, info: dict[str, Any], session, scorer: Scorer,
+                 preprocessor: Preprocessor, tolerance: float = DEFAULT_TOLERANCE) -> None:
+        self.model_dir = model_dir
+        self.info = info
+        self.name: str = info["model"]["name"]
+        self.session = session
+        self.scorer = scorer
+        self.preprocessor = preprocessor
+        self.threshold = float(info["threshold"])
+        self.unsure_band = float(info.get("unsure_band", 0.0))
+        self.blur_sigma = float(info["model"]["config"].get("blur_sigma", 0.0))
+        self.tolerance = tolerance
+        self.model_version: str = info["files"][TENSORS][:12]
+        self.dataset_version: str | None = (info.get("dataset") or {}).get("version_id")
+
+    @classmethod
+    def from_onnx(cls, model_dir: str | os.PathLike[str], onnx_path: str | os.PathLike[str],
+                  tolerance: float = DEFAULT_TOLERANCE, provider: str = "cpu",
+                  preprocess: dict[str, Any] | None = None) -> "RuntimeModel":
+        """Bundle + an ONNX file, unchecked against ``export.json`` (what ``export`` builds on).
+
+        ``preprocess`` is the preprocessing the torch model used (``export.json`` records it, so
+        defaults that changed since an old bundle was written cannot creep in); by default
+        ``bundle.json``'s.
+        """
+        model_dir = Path(model_dir)
+        info = read_bundle_info(model_dir)
+        name = info.get("model", {}).get("name")
+        if name not in SUPPORTED_MODELS:
+            raise BundleError(f"{model_dir}: the ONNX runtime supports "
+                              f"{', '.join(SUPPORTED_MODELS)}, not {name!r}")
+        arrays = learned_arrays(model_dir)
+        try:
+            config = PreprocessConfig.from_dict(preprocess or info["preprocess"])
+        except (KeyError, TypeError, ValueError) as error:
+            raise BundleError(f"{model_dir}: invalid preprocessing record ({error!r})") from error
+        preprocessor = Preprocessor(config).restore(
+            {k[len("preprocess."):]: v for k, v in arrays.items() if k.startswith("preprocess.")})
+        scorer = build_scorer(name, {k: v for k, v in arrays.items()
+                                     if not k.startswith("preprocess.")})
+        return cls(model_dir, info, make_session(Path(onnx_path), provider), scorer,
+                   preprocessor, tolerance)
+
+    @classmethod
+    def load(cls, model_dir: str | os.PathLike[str], onnx_dir: str | os.PathLike[str] | None = None,
+             provider: str = "cpu") -> "RuntimeModel":
+        """Check the bundle, the export and the reference scores; refuse to start on any mismatch."""
+        model_dir = Path(model_dir)
+        onnx_dir = Path(onnx_dir) if onnx_dir is not None else model_dir / ONNX_DIR
+        onnx_path, export_path = onnx_dir / ONNX_FILE, onnx_dir / EXPORT_JSON
+        if not onnx_path.is_file() or not export_path.is_file():
+            raise BundleError(f"{onnx_dir}: no ONNX export ({ONNX_FILE} and {EXPORT_JSON}); "
+                              f"create it with: defectscope export --model {model_dir}")
+        try:
+            export = json.loads(export_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise BundleError(f"{export_path}: not valid JSON ({error})") from error
+        if sha256_file(onnx_path) != export.get("onnx_sha256"):
+            raise BundleError(f"{onnx_path}: content changed since export (sha256 mismatch); "
+                              "export the model again")
+        model = cls.from_onnx(model_dir, onnx_path, float(export.get("tolerance", DEFAULT_TOLERANCE)),
+                              provider, export.get("preprocess"))
+        if export.get("bundle_tensors_sha256") != model.info["files"][TENSORS]:
+            raise BundleError(f"{onnx_dir}: exported from another version of the model; "
+                              "export it again")
+        failed = [c for c in model.check_references() if not c.ok]
+        if failed:
+            raise ParityError(f"{model_dir}: the ONNX runtime scores reference images differently "
+                              "from the trained model: " + describe(failed))
+        return model
+
+    def check_references(self) -> list[ReferenceCheck]:
+        """Re-score every reference image; the limit is ``tolerance * threshold``."""
+        limit = self.tolerance * max(abs(self.threshold), 1e-12)
+        return [ReferenceCheck(source, expected, self.anomaly(image)[0], limit)
+                for image, expected, source in read_references(self.model_dir, self.info)]
+
+    def embed(self, array: np.ndarray) -> np.ndarray:
+        """Network input (3 x h x w float32) -> embeddings (1 x D x h' x w')."""
+        return self.session.run([OUTPUT_NAME], {INPUT_NAME: array[None]})[0]
+
+    def anomaly(self, image: np.ndarray) -> tuple[float, np.ndarray, dict[str, float]]:
+        """Score one RGB uint8 image: (image score, anomaly map at the image's size, timings ms).
+
+        Steps, tiles and stitching are ``score_tiled``'s, as on the torch path.
+        """
+        return score_tiled(self.preprocessor, image, self._anomaly_input)
+
+    def _anomaly_input(self, array: np.ndarray) -> tuple[float, np.ndarray, dict[str, float]]:
+        """One network input (C x h x w) -> (score, anomaly map at h x w, timings ms)."""
+        t1 = time.perf_counter()
+        embeddings = self.embed(array)
+        t2 = time.perf_counter()
+        patch_scores, score = self.scorer(embeddings)
+        t3 = time.perf_counter()
+        heatmap = anomaly_map(patch_scores, array.shape[1:], array.shape[1:], self.blur_sigma)
+        t4 = time.perf_counter()
+        return float(score), heatmap, {"backbone": (t2 - t1) * 1e3, "scoring": (t3 - t2) * 1e3,
+                                       "anomaly_map": (t4 - t3) * 1e3}
+
+    def predict(self, image: np.ndarray) -> InspectionResult:
+        """Score, verdict (the bundle's threshold and unsure band), anomaly map and timings.
+
+        A failed alignment is UNSURE with the reason, never a silent OK (as on the torch path).
+        """
+        try:
+            score, heatmap, timings = self.anomaly(image)
+        except AlignmentError as error:
+            return InspectionResult(score=float("nan"), verdict=Verdict.UNSURE, reason=str(error))
+        verdict = Verdict.from_score(score, self.threshold, self.unsure_band)
+        reason = "score near the threshold" if verdict is Verdict.UNSURE else None
+        return InspectionResult(score=score, verdict=verdict, anomaly_map=heatmap,
+                                timings=timings, reason=reason)
+
+
+def describe(checks: Sequence[ReferenceCheck]) -> str:
+    return "; ".join(f"{c.source}: expected {c.expected:.6g}, got {c.score:.6g} "
+                     f"(limit {c.limit:.3g})" for c in checks)
+
+
+class RuntimeInspector:
+    """The line's ``Inspector`` over the torch-free runtime (what ``run`` and ``serve`` pick when
+    the bundle has an ``onnx/`` export).
+
+    >>> RuntimeInspector("models/tiles").inspect(image).verdict   # doctest: +SKIP
+    """
+
+    def __init__(self, model_dir: str | os.PathLike[str], provider: str = "cpu") -> None:
+        self.model = RuntimeModel.load(model_dir, provider=provider)
+        self.model_dir = Path(model_dir)
+        self.model_version: str = self.model.model_version
+        self.dataset_version: str | None = self.model.dataset_version
+        self.threshold: float = self.model.threshold
+
+    def inspect(self, image: np.ndarray) -> InspectionResult:
+        return self.model.predict(image)

@@ -1,0 +1,60 @@
+"""The segmenter on tiny synthetic parts: map shapes, learning, save/load, bad masks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from defectscope.bundle import load_bundle, save_bundle
+from defectscope.errors import DataError
+from defectscope.models import create_model
+
+from tests.conftest import defective_part, good_part
+
+FAST = {"image_size": 32, "batch_size": 8, "epochs": 3, "warmup_epochs": 2, "augment": False,
+        "lr": 1e-2}
+
+
+@pytest.fixture(scope="module")
+def data():
+    defects = [defective_part(200 + i) for i in range(6)]
+    images = [good_part(i) for i in range(4)] + [image for image, _ in defects]
+    masks = [None] * 4 + [mask for _, mask in defects]
+    return images, masks
+
+
+@pytest.fixture(scope="module")
+def fitted(data):
+    return create_model("segmenter", **FAST).fit(*data, progress=False, log=lambda m: None)
+
+
+def test_training_loss_falls_and_map_has_image_size(fitted, data):
+    history = fitted.training_["history"]
+    assert history[-1]["loss"] < history[0]["loss"]
+    fitted.set_threshold(0.5)
+    image = data[0][-1]
+    result = fitted.predict(image)
+    assert result.anomaly_map.shape == image.shape[:2]
+    assert result.anomaly_map.dtype == np.float32
+    assert 0.0 <= result.anomaly_map.min() and result.anomaly_map.max() <= 1.0
+    assert result.score == pytest.approx(fitted.anomaly(image)[0])
+
+
+def test_save_then_load_gives_identical_maps(fitted, data, tmp_path):
+    fitted.set_threshold(0.5, {"rule": "manual"})
+    save_bundle(fitted, tmp_path / "model")
+    loaded = load_bundle(tmp_path / "model").model
+    for image in data[0][::4]:
+        a, map_a, _ = fitted.anomaly(image)
+        b, map_b, _ = loaded.anomaly(image)
+        assert a == b
+        np.testing.assert_array_equal(map_a, map_b)
+
+
+def test_no_defect_masks_or_mismatched_masks_are_clear_errors(data):
+    images = data[0][:4]
+    with pytest.raises(DataError, match="defect masks"):
+        create_model("segmenter", **FAST).fit(images, [None] * 4, progress=False)
+    with pytest.raises(DataError, match="does not fit"):
+        create_model("segmenter", **FAST).fit(images, [np.ones((5, 5), bool)] * 4,
+                                              progress=False)

@@ -1,0 +1,112 @@
+"""The torch-free runtime: checks on load, verdicts, the line's Inspector, no torch imported."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from defectscope.errors import BundleError
+from defectscope.line.pipeline import BundleInspector, Inspector
+from defectscope.line.runner import load_inspector
+from defectscope.runtime import ParityError, RuntimeInspector, RuntimeModel
+from defectscope.runtime.engine import build_scorer
+from defectscope.types import Verdict
+
+from tests.conftest import defective_part, good_part
+
+
+@pytest.mark.parametrize("name", ["patchcore", "padim"])
+def test_predict_applies_the_bundles_threshold_and_band(exported, name):
+    model = RuntimeModel.load(exported[name])
+    info = json.loads((exported[name] / "bundle.json").read_text())
+    assert model.threshold == info["threshold"] and model.unsure_band == info["unsure_band"]
+    for image in (good_part(990), defective_part(991)[0]):
+        result = model.predict(image)
+        assert result.verdict == Verdict.from_score(result.score, model.threshold,
+                                                    model.unsure_band)
+        assert set(result.timings) == {"preprocess", "backbone", "scoring", "anomaly_map"}
+    assert model.predict(defective_part(991)[0]).verdict is not Verdict.OK
+
+
+def test_tampered_onnx_is_refused(exported, copy_of):
+    model_dir = copy_of(exported["patchcore"])
+    with open(model_dir / "onnx" / "model.onnx", "ab") as file:
+        file.write(b"\0")
+    with pytest.raises(BundleError, match="sha256"):
+        RuntimeModel.load(model_dir)
+
+
+def test_missing_export_says_how_to_make_one(trained):
+    with pytest.raises(BundleError, match="defectscope export"):
+        RuntimeModel.load(trained["padim"])
+
+
+def test_export_of_another_model_version_is_refused(exported, copy_of):
+    model_dir = copy_of(exported["padim"])
+    path = model_dir / "onnx" / "export.json"
+    record = json.loads(path.read_text())
+    record["bundle_tensors_sha256"] = "0" * 64
+    path.write_text(json.dumps(record))
+    with pytest.raises(BundleError, match="another version"):
+        RuntimeModel.load(model_dir)
+
+
+def test_tampered_tensors_are_refused(exported, copy_of):
+    model_dir = copy_of(exported["padim"])
+    with open(model_dir / "tensors.safetensors", "ab") as file:
+        file.write(b"\0")
+    with pytest.raises(BundleError, match="sha256 mismatch"):
+        RuntimeModel.load(model_dir)
+
+
+def test_runtime_refuses_to_start_when_references_score_differently(exported, copy_of):
+    model_dir = copy_of(exported["padim"])
+    path = model_dir / "bundle.json"
+    info = json.loads(path.read_text())
+    info["references"][0]["score"] += 0.01 * info["threshold"]
+    path.write_text(json.dumps(info))
+    with pytest.raises(ParityError, match="differently"):
+        RuntimeModel.load(model_dir)
+
+
+def test_unsupported_model_is_a_clear_error():
+    with pytest.raises(BundleError, match="supports patchcore, padim"):
+        build_scorer("classifier", {})
+
+
+def test_line_runner_picks_the_runtime_after_export(exported, trained):
+    notices = []
+    inspector = load_inspector(exported["padim"], notice=notices.append)
+    assert isinstance(inspector, RuntimeInspector) and isinstance(inspector, Inspector)
+    assert not notices
+    assert inspector.inspect(good_part(5)).verdict in set(Verdict)
+    assert isinstance(load_inspector(trained["padim"], notice=notices.append), BundleInspector)
+    assert "torch path" in notices[0]
+
+
+def test_runtime_versions_match_the_torch_path(exported):
+    runtime = RuntimeInspector(exported["patchcore"])
+    torch_path = BundleInspector(exported["patchcore"])
+    assert runtime.model_version == torch_path.model_version
+    assert runtime.dataset_version == torch_path.dataset_version
+    assert runtime.threshold == torch_path.threshold
+
+
+def test_runtime_loads_and_inspects_without_importing_torch(exported):
+    code = (
+        "import sys\n"
+        "import numpy as np\n"
+        "from defectscope.runtime import RuntimeInspector\n"
+        "import defectscope.runtime.engine, defectscope.scoring\n"
+        f"for path in {[str(p) for p in exported.values()]!r}:\n"
+        "    result = RuntimeInspector(path).inspect(np.full((72, 88, 3), 120, np.uint8))\n"
+        "    assert result.anomaly_map.shape == (72, 88)\n"
+        "loaded = sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.'))\n"
+        "assert not loaded, loaded\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
