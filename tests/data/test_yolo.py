@@ -77,6 +77,7 @@ def test_missing_data_yaml_says_what_the_layout_is(tmp_path):
         import_dataset(tmp_path, "yolo")
 
 
+@pytest.mark.integration
 @pytest.mark.skipif(not (shared_data_dir() / "neu-det").is_dir(), reason="NEU-DET not present")
 def test_neu_det_imports_as_it_is():
     result = import_dataset(shared_data_dir() / "neu-det", "yolo", label_rule="prefix")

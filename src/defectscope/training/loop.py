@@ -51,8 +51,9 @@ def _set_phase(net: nn.Module, head: nn.Module, warmup: bool, freeze_bn: bool) -
                 module.eval()
 
 
-def fit_network(net: nn.Module, spec: LoopSpec, x_train: np.ndarray, y_train: list, *, config, sampler: str = "shuffle",
-                progress: bool = True, log: Callable[[str], None] = print) -> dict:
+def fit_network(net: nn.Module, spec: LoopSpec, x_train: np.ndarray, y_train: list, *, config,
+                sampler: str = "shuffle", progress: bool = True,
+                log: Callable[[str], None] = print) -> dict:
     """Train ``net`` in place and load the best validation checkpoint into it.
 
     ``config`` is a ``SupervisedConfig``; ``y_train`` holds class ids or boolean masks.

@@ -23,7 +23,7 @@ class ImbalanceDefaults:
 
 
 def choose_imbalance_defaults(counts: Mapping[str, int]) -> ImbalanceDefaults:
-    """Balanced data (ratio <= 3): shuffle + CE; up to 20: oversample + weighted CE; beyond: focal."""
+    """Balanced (ratio <= 3): shuffle + CE; up to 20: oversample + weighted CE; beyond: focal."""
     values = [c for c in counts.values() if c > 0]
     ratio = float(max(values) / min(values)) if values else 1.0
     if ratio <= 3:

@@ -29,7 +29,6 @@ from defectscope.evaluation.thresholds import calibrate_threshold
 from defectscope.models.registry import create_model, model_class
 from defectscope.models.supervised import SupervisedModel
 from defectscope.training.anomaly import _references
-from defectscope.types import GOOD
 
 
 @dataclass(frozen=True)
