@@ -60,3 +60,24 @@ def test_anomaly_map_has_the_image_size_and_keeps_a_flat_grid_flat():
     peak[1, 2] = 1.0
     unblurred = anomaly_map(peak, (64, 64), (64, 64), blur_sigma=0)
     assert 0.9 < unblurred.max() <= 1.0 and unblurred.shape == (64, 64)  # bilinear, no blur
+
+
+def test_refine_worst_recovers_the_exact_largest_distance(rng):
+    from defectscope.scoring.patchcore import refine_worst
+
+    bank = rng.standard_normal((6000, 16)).astype(np.float32)
+    queries = rng.standard_normal((400, 16)).astype(np.float32) * 1.5
+    index = NearestNeighbours.from_bank(bank, exact_limit=100, hnsw_m=4, ef_search=1)
+    assert not index.exact
+    distances, indices = index.search(queries, 1)
+    distances, indices = distances[:, 0].copy(), indices[:, 0].copy()
+    exact = np.sqrt(((queries[:, None].astype(np.float64) - bank[None]) ** 2).sum(-1)).min(1)
+    assert np.any(distances > exact + 1e-4)  # the narrow search misses some neighbours
+    searched = refine_worst(queries, distances, indices, index, ef_search=2000)
+    assert searched < len(queries)  # only the most distant patches are searched again
+    worst = int(np.argmax(distances))
+    assert distances[worst] == pytest.approx(exact.max(), rel=1e-5)
+    assert worst == int(np.argmax(exact))
+    assert np.all(distances >= exact - 1e-4)  # still upper bounds everywhere
+    np.testing.assert_allclose(
+        np.linalg.norm(queries - bank[indices], axis=1), distances, rtol=1e-4)

@@ -101,7 +101,7 @@ class PatchCore(AnomalyModel):
         self.index_ = index or NearestNeighbours.from_bank(self.memory_bank_)
         if neighbours is None:
             k = min(self.config.reweight_neighbours, len(self.memory_bank_))
-            _, neighbours = self.index_.search(self.memory_bank_, k)
+            _, neighbours = self.index_.search(self.memory_bank_, k, ef_search=max(64, 2 * k))
         self.bank_neighbours_ = neighbours.astype(np.int64)
 
     def _score_embeddings(self, embeddings: torch.Tensor) -> tuple[np.ndarray, float]:

@@ -12,6 +12,9 @@ import numpy as np
 
 from defectscope.scoring.nn_index import NearestNeighbours
 
+REFINE_EF_SEARCH = 256  # search width when re-checking the most distant patches
+REFINE_CHUNK = 8  # patches re-checked per call
+
 
 def patchcore_scores(
     embeddings: np.ndarray,
@@ -27,10 +30,37 @@ def patchcore_scores(
     _, dims, height, width = embeddings.shape
     patches = np.ascontiguousarray(embeddings[0].transpose(1, 2, 0).reshape(-1, dims))
     distances, indices = index.search(patches, 1)
-    distances = distances[:, 0]
+    distances, indices = distances[:, 0].copy(), indices[:, 0].copy()
+    if not index.exact:
+        refine_worst(patches, distances, indices, index)
     worst = int(np.argmax(distances))
-    weight = reweight(patches[worst], int(indices[worst, 0]), bank, bank_neighbours)
+    weight = reweight(patches[worst], int(indices[worst]), bank, bank_neighbours)
     return distances.reshape(height, width), float(distances[worst]) * weight
+
+
+def refine_worst(patches: np.ndarray, distances: np.ndarray, indices: np.ndarray,
+                 index: NearestNeighbours, ef_search: int = REFINE_EF_SEARCH,
+                 chunk: int = REFINE_CHUNK) -> int:
+    """Re-search the most distant patches with a much wider graph search, in place.
+
+    The fast, narrow search can only miss a nearer bank row, never invent one, so its distances
+    are upper bounds. The image score rests on the largest distance: re-searching patches from the
+    largest approximate distance down, until the next approximate distance is below the largest
+    re-searched one, finds the patch the wide search would call the worst while re-searching only a
+    handful of patches. Returns how many were re-searched.
+    """
+    order = np.argsort(-distances, kind="stable")
+    best = -np.inf
+    done = 0
+    while done < len(order) and distances[order[done]] > best:
+        rows = order[done:done + chunk]
+        refined, nearest = index.search(patches[rows], 1, ef_search=ef_search)
+        better = refined[:, 0] < distances[rows]
+        distances[rows[better]] = refined[better, 0]
+        indices[rows[better]] = nearest[better, 0]
+        best = max(best, float(distances[rows].max()))
+        done += len(rows)
+    return done
 
 
 def reweight(patch: np.ndarray, nearest: int, bank: np.ndarray,
