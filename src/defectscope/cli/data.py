@@ -1,10 +1,13 @@
-"""``defectscope data import|info|split``: make, inspect and split dataset manifests.
+"""``defectscope data import|info|split|convert``: make, inspect and split dataset manifests.
 
-Only argument parsing and printing live here; the work is done by ``defectscope.data``.
+Only argument parsing and printing live here; the work is done by ``defectscope.data``. Detection
+datasets (boxes: DeepPCB, COCO, YOLO boxes) go through ``cli/detection_data.py``.
 
     defectscope data import --data data/magnetic-tile --out tiles.json
     defectscope data split tiles.json --out tiles-split.json --seed 0
     defectscope data info tiles-split.json --verify
+    defectscope data import --format deeppcb --data data/deeppcb --out pcb.json
+    defectscope data convert --from deeppcb data/deeppcb --to yolo out/pcb-yolo
 """
 
 from __future__ import annotations
@@ -14,6 +17,9 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+from defectscope.cli.detection_data import (DETECTION_FORMATS, add_convert, is_detection_json,
+                                            run_import_detection, run_info_detection,
+                                            run_split_detection)
 from defectscope.data.importers import ImportResult, import_dataset
 from defectscope.data.manifest import Manifest
 from defectscope.data.splits import split_manifest
@@ -36,6 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_info(commands)
     _add_split(commands)
     _add_synthesize(commands)
+    add_convert(commands)
 
 
 def _add_import(commands: argparse._SubParsersAction) -> None:
@@ -46,7 +53,8 @@ def _add_import(commands: argparse._SubParsersAction) -> None:
             "Scan a dataset folder, decode and hash every image and mask, and write a manifest. "
             "Every file is imported or listed as skipped with its reason. Formats: 'mvtec' "
             "(train/good, test/<type>, ground_truth/<type>/<stem>_mask.png) and 'folder' (one "
-            "sub-folder per class, e.g. good/ and scratch/)."
+            "sub-folder per class, e.g. good/ and scratch/). Detection formats ('deeppcb', "
+            "'coco', 'yolo-boxes') write a detection dataset .json with every box instead."
         ),
     )
     add_dataset_arguments(parser)
@@ -61,9 +69,14 @@ def add_dataset_arguments(parser: argparse.ArgumentParser, data_help: str = "the
     parser.add_argument("--data", required=True, metavar="DIR", help=data_help)
     parser.add_argument(
         "--format",
-        choices=FORMATS + ("manifest",),
+        choices=FORMATS + ("manifest",) + DETECTION_FORMATS,
         help="dataset layout (default: mvtec when DIR/train/good exists, manifest when DIR is a "
-        ".json manifest, otherwise folder)",
+        ".json manifest, otherwise folder); deeppcb, coco and yolo-boxes read boxes",
+    )
+    parser.add_argument(
+        "--images-dir",
+        metavar="DIR",
+        help="coco format: folder of the images the JSON names (default: found beside it)",
     )
     parser.add_argument(
         "--skip-bad",
@@ -108,6 +121,9 @@ def load_dataset(args: argparse.Namespace) -> tuple[Manifest, ImportResult | Non
             fmt = "mvtec" if (data / "train" / "good").is_dir() else "folder"
     if fmt == "manifest":
         return Manifest.load(data), None, fmt
+    if fmt in DETECTION_FORMATS:
+        raise ConfigError(f"--format {fmt} holds boxes, not image labels; use it with a detection "
+                          "model or `defectscope data import`")
     options: dict[str, Any] = {"on_bad": "skip" if args.skip_bad else "error"}
     if args.group_pattern is not None:
         options["group_pattern"] = args.group_pattern
@@ -159,6 +175,8 @@ def _add_split(commands: argparse._SubParsersAction) -> None:
 
 def run_import(args: argparse.Namespace) -> int:
     """Import ``args.data``, print its summary and write the manifest."""
+    if args.format in DETECTION_FORMATS or is_detection_json(args.data):
+        return run_import_detection(args)
     manifest, result, fmt = load_dataset(args)
     if args.name:
         manifest = dataclasses.replace(manifest, name=args.name)
@@ -171,6 +189,8 @@ def run_import(args: argparse.Namespace) -> int:
 
 def run_info(args: argparse.Namespace) -> int:
     """Print a manifest's summary; with ``--verify`` return 1 when files changed."""
+    if is_detection_json(args.manifest):
+        return run_info_detection(args.manifest, verify=args.verify)
     manifest = Manifest.load(args.manifest)
     print(format_summary(manifest))
     if not args.verify:
@@ -188,6 +208,9 @@ def run_info(args: argparse.Namespace) -> int:
 
 def run_split(args: argparse.Namespace) -> int:
     """Split a manifest, print the counts per class and split, and write the new manifest."""
+    if is_detection_json(args.manifest):
+        return run_split_detection(args.manifest, args.out, _parse_fractions(args.fractions),
+                                   args.seed)
     manifest = Manifest.load(args.manifest)
     result = split_manifest(manifest, _parse_fractions(args.fractions), seed=args.seed)
     print(format_summary(result.manifest, warnings=result.warnings))

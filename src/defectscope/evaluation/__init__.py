@@ -1,6 +1,7 @@
 """Evaluation: image and pixel metrics (pure numpy), threshold calibration, and reports.
 
 - ``metrics``: AUROC, ROC/PR curves, average precision, F1, confusion counts, recall per type.
+- ``detection``: COCO mAP@0.5 and @0.5:0.95, per-class AP, box precision/recall, image recall.
 - ``pixel_metrics``: pixel AUROC and AUPRO over anomaly maps and ground-truth masks.
 - ``thresholds``: choose a threshold from validation scores and record how.
 - ``report``: every metric of a test run as a JSON-ready dict, written with plots and HTML.
@@ -23,12 +24,14 @@ from defectscope.evaluation.metrics import (
     pr_curve,
     roc_curve,
 )
+from defectscope.evaluation.detection import DetectionReport, evaluate_detections
 from defectscope.evaluation.pixel_metrics import aupro, pixel_auroc
 from defectscope.evaluation.report import ImageRecord, build_report, write_report
 from defectscope.evaluation.thresholds import ThresholdCalibration, calibrate_threshold
 
 __all__ = [
     "Confusion",
+    "DetectionReport",
     "ImageRecord",
     "ThresholdCalibration",
     "aupro",
@@ -37,6 +40,7 @@ __all__ = [
     "build_report",
     "calibrate_threshold",
     "confusion_at",
+    "evaluate_detections",
     "f1_max",
     "per_type_recall",
     "pixel_auroc",

@@ -19,6 +19,8 @@ from typing import Any, Iterable, Mapping
 __all__ = ["render_html"]
 
 _HEADLINE = (
+    ("map50", "mAP@0.5 (boxes)"),
+    ("map50_95", "mAP@0.5:0.95 (boxes)"),
     ("image_auroc", "Image AUROC"),
     ("pixel_auroc", "Pixel AUROC"),
     ("aupro", "AUPRO (FPR <= 0.3)"),
