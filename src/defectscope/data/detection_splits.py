@@ -25,6 +25,8 @@ from defectscope.types import SPLITS
 
 __all__ = ["split_detection"]
 
+ATTEMPTS = 64  # seeded shuffles tried; the assignment closest to the fractions is kept
+
 
 def _group_key(sample: DetectionSample) -> tuple[str, str]:
     return ("group", sample.group) if sample.group is not None else ("path", sample.path)
@@ -36,23 +38,29 @@ def split_detection(dataset: DetectionDataset, fractions: Sequence[float] = (0.7
     """Give every sample one of ``names`` (replacing any split it had), whole groups at a time.
 
     Groups are sorted, shuffled by a generator seeded with ``seed``, then each goes to the split
-    furthest below its target image count (ties: the earlier name). So the result depends only
-    on the content and ``seed``, not on sample order, and each split is within about one group's
-    size of its fraction. Raises ``DataError`` when a split with a nonzero fraction ends empty
-    (fewer groups than splits): pick fewer splits or a dataset with more groups.
+    furthest below its target image count (ties: the earlier name). Of ``ATTEMPTS`` such seeded
+    shuffles the one closest to the targets with no empty split wins (the first on ties), so a
+    few groups of uneven size still fill every split. The result depends only on the content
+    and ``seed``, not on sample order, and each split is within about one group's size of its
+    fraction. Raises ``DataError`` when a split with a nonzero fraction must end empty (fewer
+    groups than splits): pick fewer splits or a dataset with more groups.
     """
     weights = _check(fractions, names, seed)
     groups: dict[tuple[str, str], list[DetectionSample]] = defaultdict(list)
     for sample in dataset.samples:
         groups[_group_key(sample)].append(sample)
     keys = sorted(groups)
+    sizes = np.array([len(groups[key]) for key in keys])
     targets = weights * len(dataset.samples)
-    counts = np.zeros(len(names))
-    chosen: dict[tuple[str, str], str] = {}
-    for index in np.random.default_rng(seed).permutation(len(keys)):
-        best = int(np.argmax(targets - counts))
-        chosen[keys[index]] = names[best]
-        counts[best] += len(groups[keys[index]])
+    rng = np.random.default_rng(seed)
+    best_error, chosen, counts = np.inf, {}, np.zeros(len(names))
+    for _ in range(ATTEMPTS):
+        assignment, attempt_counts = _assign(rng.permutation(len(keys)), sizes, targets)
+        empty = any(w > 0 and c == 0 for w, c in zip(weights, attempt_counts))
+        error = np.abs(attempt_counts - targets).sum() + (np.inf if empty else 0.0)
+        if error < best_error or not chosen:
+            best_error, counts = error, attempt_counts
+            chosen = {keys[i]: names[split] for i, split in assignment.items()}
     empty = [n for n, w, c in zip(names, weights, counts) if w > 0 and c == 0]
     if empty:
         raise DataError(
@@ -63,6 +71,18 @@ def split_detection(dataset: DetectionDataset, fractions: Sequence[float] = (0.7
     source = {**dataset.source, "split": {"fractions": weights.tolist(), "seed": int(seed),
                                           "names": list(names), "by": "group"}}
     return dataclasses.replace(dataset, samples=samples, source=source)
+
+
+def _assign(order: np.ndarray, sizes: np.ndarray, targets: np.ndarray
+            ) -> tuple[dict[int, int], np.ndarray]:
+    """Each group in ``order`` to the split furthest below its target (ties: the earlier)."""
+    counts = np.zeros(len(targets))
+    assignment: dict[int, int] = {}
+    for index in order:
+        best = int(np.argmax(targets - counts))
+        assignment[int(index)] = best
+        counts[best] += sizes[index]
+    return assignment, counts
 
 
 def _check(fractions: Sequence[float], names: Sequence[str], seed: int) -> np.ndarray:
