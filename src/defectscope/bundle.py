@@ -68,10 +68,17 @@ class Bundle:
         return self.info["files"][TENSORS][:12]
 
     def manifest(self):
+        """The dataset the model was trained from: a ``Manifest``, or a ``DetectionDataset`` for
+        the box-finding models (the file says which)."""
+        from defectscope.data.detection import DetectionDataset
         from defectscope.data.manifest import Manifest
 
         path = self.path / MANIFEST
-        return Manifest.load(path) if path.is_file() else None
+        if not path.is_file():
+            return None
+        if self.info.get("task") == "detection":
+            return DetectionDataset.load(path)
+        return Manifest.load(path)
 
 
 def _write_png(path: Path, image: np.ndarray) -> None:
@@ -205,11 +212,13 @@ def load_bundle(model_dir: str | os.PathLike[str]) -> Bundle:
     info = read_bundle_info(model_dir)
     try:
         config = dict(info["model"]["config"])
-        # Bundles written before per-image normalisation existed were trained without it.
-        config.setdefault("normalise", "none")
-        # ...and before preprocessing steps existed, without automatic tiling of large images.
         config_class = getattr(model_class(info["model"]["name"]), "config_class", None)
-        if "steps" in getattr(config_class, "__dataclass_fields__", {}):
+        config_fields = getattr(config_class, "__dataclass_fields__", {})
+        # Bundles written before per-image normalisation existed were trained without it.
+        if "normalise" in config_fields:
+            config.setdefault("normalise", "none")
+        # ...and before preprocessing steps existed, without automatic tiling of large images.
+        if "steps" in config_fields:
             config.setdefault("steps", [{"name": "tile", "mode": "off"}])
         model = create_model(info["model"]["name"], **config)
         arrays = load_file(str(model_dir / TENSORS))

@@ -13,6 +13,8 @@ import hashlib
 from pathlib import Path
 from typing import Iterator, Sequence
 
+import numpy as np
+
 from defectscope.data.images import IMAGE_EXTENSIONS, load_image
 from defectscope.errors import DataError, DefectscopeError
 from defectscope.types import Verdict
@@ -44,8 +46,11 @@ def _heatmap_name(path: Path) -> str:
     return f"{path.stem}_{digest}_heatmap.png"
 
 
-def inspect_paths(bundle, paths: Sequence[Path], heatmap_dir: Path | None = None
-                  ) -> Iterator[dict]:
+def inspect_paths(bundle, paths: Sequence[Path], heatmap_dir: Path | None = None, *,
+                  template: np.ndarray | None = None) -> Iterator[dict]:
+    """Rows as the module says; ``template`` is the defect-free part a reference model compares
+    each image with. With ``heatmap_dir``, anomaly maps (or a detection model's boxes) are drawn
+    over each image there."""
     model = bundle.model
     if heatmap_dir is not None:
         heatmap_dir.mkdir(parents=True, exist_ok=True)
@@ -55,7 +60,7 @@ def inspect_paths(bundle, paths: Sequence[Path], heatmap_dir: Path | None = None
                "error": None}
         try:
             image = load_image(path)
-            result = model.predict(image)
+            result = model.predict(image) if template is None else model.predict(image, template)
         except DefectscopeError as error:
             row["error"] = str(error)
             row["reason"] = "image could not be inspected"
@@ -66,5 +71,11 @@ def inspect_paths(bundle, paths: Sequence[Path], heatmap_dir: Path | None = None
         if heatmap_dir is not None and result.anomaly_map is not None:
             target = heatmap_dir / _heatmap_name(path)
             write_rgb_png(target, overlay_heatmap(image, result.anomaly_map, 2 * model.threshold))
+            row["heatmap"] = str(target)
+        elif heatmap_dir is not None and result.detections:
+            from defectscope.evaluation.detection_plots import draw_boxes
+
+            target = heatmap_dir / _heatmap_name(path).replace("_heatmap", "_boxes")
+            write_rgb_png(target, draw_boxes(image, (), result.detections))
             row["heatmap"] = str(target)
         yield row

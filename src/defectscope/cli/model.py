@@ -34,7 +34,9 @@ def _add_train(subparsers) -> None:
     add_dataset_arguments(parser, "dataset folder, or a manifest .json")
     parser.add_argument("--model", required=True, metavar="NAME",
                         help="model to train: patchcore or padim (good images only), classifier "
-                        "or segmenter (labelled defects; e.g. --set task=binary, --set epochs=8)")
+                        "or segmenter (labelled defects; e.g. --set task=binary, --set epochs=8), "
+                        "reference (boxes by comparison with a template: --format deeppcb) or "
+                        "detector (boxes: --format yolo|coco|deeppcb)")
     parser.add_argument("--out", required=True, metavar="MODEL_DIR", help="model folder to write")
     parser.add_argument("--backbone", metavar="NAME",
                         help=f"pretrained backbone (default efficientnet_lite0): "
@@ -94,7 +96,11 @@ def _add_predict(subparsers) -> None:
     parser.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR", help="images or folders")
     parser.add_argument("--json", action="store_true",
                         help="one JSON object per line: path, verdict, score, ...")
-    parser.add_argument("--heatmaps", metavar="DIR", help="write anomaly-map overlays (PNG) here")
+    parser.add_argument("--heatmaps", metavar="DIR",
+                        help="write anomaly-map overlays (PNG) here; boxes for detection models")
+    parser.add_argument("--template", metavar="IMAGE",
+                        help="the defect-free template each image is compared with (reference "
+                        "model)")
     parser.set_defaults(handler=run_predict)
 
 
@@ -131,6 +137,10 @@ def run_train(args: argparse.Namespace) -> int:
 
     from defectscope.training.supervised import is_supervised
 
+    from defectscope.training.detection import is_detection
+
+    if is_detection(args.model):
+        return _run_train_detection(args)
     manifest, imported, _ = load_dataset(args)
     if imported is not None and (imported.skipped or imported.warnings):
         print(format_summary(manifest, imported.skipped, imported.warnings), file=sys.stderr)
@@ -163,6 +173,61 @@ def _run_train_supervised(args: argparse.Namespace, manifest) -> int:
     return 0
 
 
+def _run_train_detection(args: argparse.Namespace) -> int:
+    from defectscope.cli.detection_data import load_detection
+    from defectscope.data.detection_summary import format_detection_summary
+    from defectscope.training.detection import train_detection
+
+    dataset, imported, _ = load_detection(args)
+    if imported is not None and (imported.skipped or imported.warnings):
+        print(format_detection_summary(dataset, imported.skipped, imported.warnings),
+              file=sys.stderr)
+    result = train_detection(
+        dataset, args.model, args.out, options=model_options(args),
+        threshold_rule=args.threshold_rule, threshold_target=args.threshold_target,
+        seed=args.seed, overwrite=args.overwrite, progress=not args.quiet,
+        log=lambda message: print(message, file=sys.stderr))
+    print(format_detection_summary(result.dataset))
+    print(f"\nTrained {args.model} in {result.fit_seconds:.1f} s; confidence threshold "
+          f"{result.model.threshold:.4g} ({result.calibration['rule']}); model folder: "
+          f"{result.out_dir}")
+    return 0
+
+
+def _run_test_detection(args: argparse.Namespace, bundle) -> int:
+    from defectscope.cli.detection_data import load_detection
+    from defectscope.evaluation.detection_run import (evaluate_detection_bundle,
+                                                      write_detection_report)
+
+    dataset, _, _ = load_detection(args)
+    report, run = evaluate_detection_bundle(bundle, dataset, args.split,
+                                            progress=not args.quiet)
+    written = write_detection_report(report, run, Path(args.report), plots=not args.no_plots)
+    print(format_detection_report(report))
+    print(f"\nReport: {written['json']}  HTML: {written['html']}")
+    return 0
+
+
+def format_detection_report(report: dict[str, Any]) -> str:
+    """A short, readable summary of a detection test report."""
+    cm = report["confusion_matrix"]
+    lines = [
+        f"{report['model']} on {report['n_images']} images ({report['n_gt_boxes']} true boxes; "
+        f"split {report['split']})",
+        f"  boxes: mAP@0.5 {_fmt(report['map50'])}   mAP@0.5:0.95 {_fmt(report['map50_95'])}",
+        f"  at confidence {_fmt(report['threshold'])}: box precision "
+        f"{_fmt(report['box_precision'])}  recall {_fmt(report['box_recall'])}  F1 "
+        f"{_fmt(report['box_f1'])}",
+        f"  parts (NG if any box): recall {_fmt(report['recall'])}  false-reject rate "
+        f"{_fmt(report['false_reject_rate'])}  image AUROC {_fmt(report['image_auroc'])}",
+        f"  confusion: TP {cm['tp']}  FP {cm['fp']}  TN {cm['tn']}  FN {cm['fn']}",
+        "  AP@0.5 per class: " + ", ".join(f"{name} {_fmt(value)}" for name, value in
+                                           report["per_class_ap50"].items()),
+        f"  {report['ms_per_image_median']:.1f} ms per image (median)",
+    ]
+    return "\n".join(lines)
+
+
 def run_test(args: argparse.Namespace) -> int:
     from defectscope.bundle import load_bundle
     from defectscope.data.images import load_image
@@ -173,6 +238,8 @@ def run_test(args: argparse.Namespace) -> int:
     from defectscope.training.supervised import is_supervised
 
     bundle = load_bundle(args.model)
+    if bundle.info.get("task") == "detection":
+        return _run_test_detection(args, bundle)
     manifest, _, _ = load_dataset(args)
     if is_supervised(bundle.info["model"]["name"]):
         evaluate, write = evaluate_supervised, write_supervised_report
@@ -222,8 +289,13 @@ def run_predict(args: argparse.Namespace) -> int:
     bundle = load_bundle(args.model)
     paths = iter_image_paths(args.inputs)
     heatmaps = Path(args.heatmaps) if args.heatmaps else None
+    template = None
+    if args.template:
+        from defectscope.data.images import load_image
+
+        template = load_image(args.template)
     failures = 0
-    for row in inspect_paths(bundle, paths, heatmaps):
+    for row in inspect_paths(bundle, paths, heatmaps, template=template):
         failures += row.get("error") is not None
         if args.json:
             print(json.dumps(row), flush=True)

@@ -1,0 +1,138 @@
+"""What the box-finding models (reference comparison, learned detector) share.
+
+A detection model finds boxes with a defect type and a confidence. Everything else follows the
+other models' contract, so bundles, thresholds, verdicts and the line work unchanged:
+
+- ``detect(image, template=None)`` returns every box above ``config.min_confidence``, best first;
+- the decision threshold is a confidence: ``predict`` keeps boxes at or above it, the image score
+  is the best box's confidence (0.0 with no box), NG when a box reaches the threshold;
+- ``fit(dataset, train, val)`` learns from a ``DetectionDataset``'s samples (the model loads the
+  images it needs, so a large dataset is never held in memory at once);
+- ``arrays()`` / ``restore()`` carry the learned tensors and a JSON meta record into the bundle.
+
+>>> model = create_model("reference")                                       # doctest: +SKIP
+>>> model.fit(dataset, dataset.select("train"), dataset.select("val"))      # doctest: +SKIP
+>>> model.set_threshold(0.5).predict(image, template).detections            # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, ClassVar, Mapping, Sequence
+
+import numpy as np
+
+from defectscope.data.detection import DetectionDataset, DetectionSample
+from defectscope.errors import AlignmentError, ConfigError, DefectscopeError
+from defectscope.models.supervised import decode_meta, encode_meta, make_config
+from defectscope.types import Detection, InspectionResult, Verdict
+
+META_KEY = "meta.json"
+
+
+class DetectionModel:
+    """Base for models that return boxes. ``__init__`` stores options, nothing else.
+
+    Subclasses set ``config_class`` (a frozen dataclass with ``to_dict``, ``unsure_band``,
+    ``min_confidence``) and ``preprocess_config`` (recorded in the bundle), and implement
+    ``fit``, ``detect``, ``_tensors``, ``_meta`` and ``_restore``.
+    """
+
+    name: ClassVar[str] = ""
+    config_class: ClassVar[type]
+    needs_template: ClassVar[bool] = False
+
+    def __init__(self, **options: Any) -> None:
+        self.config = make_config(self.config_class, options)
+
+    # -- hooks ----------------------------------------------------------------------------------
+    def fit(self, dataset: DetectionDataset, train: Sequence[DetectionSample],
+            val: Sequence[DetectionSample], *, progress: bool = True,
+            log: Callable[[str], None] = print) -> "DetectionModel":
+        raise NotImplementedError
+
+    def detect(self, image: np.ndarray, template: np.ndarray | None = None) -> list[Detection]:
+        raise NotImplementedError
+
+    def _tensors(self) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def _meta(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _restore(self, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> None:
+        raise NotImplementedError
+
+    # -- state ----------------------------------------------------------------------------------
+    @property
+    def is_fitted(self) -> bool:
+        return getattr(self, "fitted_", False)
+
+    @property
+    def threshold(self) -> float | None:
+        return getattr(self, "threshold_", None)
+
+    def _check_fitted(self) -> None:
+        if not self.is_fitted:
+            raise DefectscopeError(f"{self.name} is not fitted: call fit() or load a bundle")
+
+    def set_threshold(self, threshold: float, calibration: Mapping[str, Any] | None = None):
+        if not np.isfinite(threshold) or not 0.0 <= threshold <= 1.0:
+            raise ConfigError(f"a detection threshold is a confidence in [0, 1], not {threshold}")
+        self.threshold_ = float(threshold)
+        self.calibration_ = dict(calibration or {})
+        return self
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        self._check_fitted()
+        arrays = dict(self._tensors())
+        arrays[META_KEY] = encode_meta(self._meta())
+        return arrays
+
+    def restore(self, arrays: Mapping[str, np.ndarray], weights, n_train: int):
+        if META_KEY not in arrays:
+            raise DefectscopeError(f"saved {self.name} lacks {META_KEY}; the bundle is incomplete")
+        self._restore(arrays, decode_meta(arrays[META_KEY]))
+        self.fitted_ = True
+        self.weights_source_ = weights
+        self.n_train_images_ = n_train
+        self.threshold_ = None
+        self.calibration_ = None
+        return self
+
+    # -- inference ------------------------------------------------------------------------------
+    def _check_template(self, template: np.ndarray | None) -> None:
+        if self.needs_template and template is None:
+            raise DefectscopeError(f"{self.name} compares each part with its defect-free template;"
+                                   " pass the template image")
+
+    def anomaly(self, image: np.ndarray, template: np.ndarray | None = None):
+        """(score, None, timings ms): the best box's confidence, 0.0 when no box is found."""
+        self._check_fitted()
+        started = time.perf_counter()
+        detections = self.detect(image, template)
+        timings = {"detect": (time.perf_counter() - started) * 1e3}
+        return (max((d.confidence for d in detections), default=0.0), None, timings)
+
+    def predict(self, image: np.ndarray, template: np.ndarray | None = None) -> InspectionResult:
+        """Boxes at or above the threshold; NG when there is one, UNSURE near the threshold or
+        when the part cannot be aligned to its template (with the reason)."""
+        self._check_fitted()
+        if self.threshold is None:
+            raise DefectscopeError(f"{self.name} has no decision threshold yet; set_threshold() "
+                                   "or train it with defectscope train")
+        started = time.perf_counter()
+        try:
+            detections = self.detect(image, template)
+        except AlignmentError as error:  # never a silent OK: a person looks at the part
+            return InspectionResult(score=float("nan"), verdict=Verdict.UNSURE,
+                                    reason=f"alignment to the template failed: {error}")
+        timings = {"detect": (time.perf_counter() - started) * 1e3}
+        score = max((d.confidence for d in detections), default=0.0)
+        verdict = Verdict.from_score(score, self.threshold, self.config.unsure_band)
+        kept = tuple(d for d in detections if d.confidence >= self.threshold)
+        return InspectionResult(
+            score=score, verdict=verdict, detections=kept,
+            defect_type=kept[0].label if kept else None, timings=timings,
+            reason="best box confidence near the threshold" if verdict is Verdict.UNSURE
+            else None)

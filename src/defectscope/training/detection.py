@@ -1,0 +1,163 @@
+"""Train a box-finding model (reference comparison, detector) from a detection dataset and save a
+bundle.
+
+The split contract is the other models': a dataset without splits gets the seeded, group-aware
+70/15/15 split, recorded in the bundle's dataset file. The model learns from ``train``, selects
+its checkpoint and calibrates its confidence threshold on ``val``, and never reads a ``test``
+image. A dataset that arrives with only ``train`` and ``val`` (YOLO's given split) keeps them:
+``val`` is then the split to report, so the model selects on its own slice of ``train`` and the
+threshold is calibrated on training images, never on ``val``.
+
+>>> result = train_detection(dataset, "reference", "models/pcb")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+from defectscope.bundle import save_bundle
+from defectscope.data.detection import DetectionDataset, DetectionSample, load_pair
+from defectscope.data.detection_splits import split_detection
+from defectscope.errors import DataError
+from defectscope.evaluation.detection import evaluate_detections
+from defectscope.evaluation.thresholds import calibrate_threshold
+from defectscope.models.detection_base import DetectionModel
+from defectscope.models.registry import create_model, model_class
+from defectscope.types import Detection
+
+N_CALIBRATION_FROM_TRAIN = 200  # training images used to calibrate when no val split may be
+
+
+@dataclass(frozen=True)
+class DetectionTrainResult:
+    model: Any
+    dataset: DetectionDataset
+    out_dir: Path
+    fit_seconds: float
+    calibration: Mapping[str, Any]
+    messages: tuple[str, ...]
+
+
+def is_detection(model_name: str) -> bool:
+    return issubclass(model_class(model_name), DetectionModel)
+
+
+def detection_splits(dataset: DetectionDataset, seed: int = 0
+                     ) -> tuple[DetectionDataset, str, list[str]]:
+    """The dataset with splits, the split the model may calibrate on, and messages saying why."""
+    present = {s.split for s in dataset.samples}
+    messages: list[str] = []
+    if None in present:
+        dataset = split_detection(dataset, seed=seed)
+        messages.append(f"split the dataset 70/15/15 by group (seed {seed}) because it has no "
+                        "splits")
+        present = {s.split for s in dataset.samples}
+    if "train" not in present:
+        raise DataError("the dataset has no 'train' split to learn from; re-import it without "
+                        "its splits to get the 70/15/15 split")
+    calibrate_on = "val" if "test" in present and "val" in present else "train"
+    if calibrate_on == "train":
+        messages.append("no validation split beside the reported one: the model selects and "
+                        "calibrates on training images; the other split stays unseen")
+    return dataset, calibrate_on, messages
+
+
+def predict_samples(model: DetectionModel, dataset: DetectionDataset,
+                    samples: Sequence[DetectionSample], desc: str = "predict",
+                    progress: bool = True) -> tuple[list[list[Detection]], list[float]]:
+    """Every detection above the model's floor for each sample, and milliseconds per image."""
+    predictions, milliseconds = [], []
+    for sample in tqdm(samples, desc=desc, unit="img", disable=not progress):
+        image, template = load_pair(dataset, sample)
+        started = time.perf_counter()
+        predictions.append(model.detect(image, template))
+        milliseconds.append((time.perf_counter() - started) * 1e3)
+    return predictions, milliseconds
+
+
+def calibrate_confidence(samples: Sequence[DetectionSample],
+                         predictions: Sequence[Sequence[Detection]], classes: Sequence[str], *,
+                         rule: str = "auto", target: float | None = None) -> dict[str, Any]:
+    """A confidence threshold from calibration predictions, with the record of how.
+
+    With good and defective images, the image rule of the anomaly models applies to the image
+    score (best box confidence; ``auto``: every defective image caught). When every image has
+    boxes (no good part to learn a false-reject rate from), the threshold maximises box-level F1
+    at IoU 0.5.
+    """
+    scores = np.array([max((d.confidence for d in p), default=0.0) for p in predictions])
+    is_defect = np.array([not s.is_good for s in samples], dtype=bool)
+    if is_defect.any() and (~is_defect).any():
+        record = calibrate_threshold(scores, is_defect, rule=rule, target=target).to_dict()
+        record["threshold"] = float(np.clip(record["threshold"], 0.0, 1.0))
+        return record
+    truth = [s.boxes for s in samples]
+    confidences = np.unique([d.confidence for p in predictions for d in p])
+    if not len(confidences):
+        return {"rule": "fixed", "threshold": 0.5,
+                "note": "no detection on the calibration images; 0.5 kept"}
+    best: dict[str, Any] = {}
+    for threshold in np.unique(np.quantile(confidences, np.linspace(0.0, 1.0, 41))):
+        report = evaluate_detections(truth, predictions, classes, score_threshold=float(threshold))
+        if not best or report.f1 > best["achieved_f1"]:
+            best = {"threshold": float(threshold), "achieved_f1": report.f1,
+                    "achieved_precision": report.precision, "achieved_recall": report.recall,
+                    "achieved_image_recall": report.image_recall}
+    return {"rule": "box_f1_max", "target": None, "n_images": len(samples),
+            "n_boxes": int(sum(len(t) for t in truth)), **best,
+            "note": "every calibration image has defects: the confidence of best box F1 at "
+                    "IoU 0.5"}
+
+
+def train_detection(
+    dataset: DetectionDataset,
+    model_name: str,
+    out_dir: str | Path,
+    *,
+    options: Mapping[str, Any] | None = None,
+    threshold_rule: str = "auto",
+    threshold_target: float | None = None,
+    seed: int = 0,
+    overwrite: bool = False,
+    progress: bool = True,
+    log: Callable[[str], None] = lambda message: None,
+) -> DetectionTrainResult:
+    """Fit on train, calibrate on val (or training images), write the bundle to ``out_dir``."""
+    model = create_model(model_name, **dict(options or {}))
+    if model.needs_template and not dataset.has_templates:
+        raise DataError(f"{model_name} compares each part with its template, but this dataset "
+                        "has images without one (DeepPCB pairs have them); use --model detector")
+    dataset, calibrate_on, messages = detection_splits(dataset, seed)
+    for message in messages:
+        log(message)
+    train = dataset.select("train")
+    val = dataset.select("val") if calibrate_on == "val" else ()
+    log(f"training {model_name} on {len(train)} images ({sum(len(s.boxes) for s in train)} "
+        f"boxes); the test split is not read")
+    started = time.perf_counter()
+    model.fit(dataset, train, val, progress=progress, log=log)
+    fit_seconds = time.perf_counter() - started
+
+    # Without a val split the model chose its checkpoint on a slice of train it did not learn
+    # from; calibrate there too (a seeded subsample of train only if it kept no such slice).
+    calibration_samples = val or tuple(getattr(model, "selection_samples_", ())) or tuple(
+        train[:: max(1, len(train) // N_CALIBRATION_FROM_TRAIN)])
+    predictions, _ = predict_samples(model, dataset, calibration_samples, "calibrate", progress)
+    calibration = calibrate_confidence(calibration_samples, predictions, dataset.classes,
+                                       rule=threshold_rule, target=threshold_target)
+    calibration["calibrated_on"] = calibrate_on
+    model.set_threshold(calibration["threshold"], calibration)
+    log(f"confidence threshold {calibration['threshold']:.4g} by rule {calibration['rule']} on "
+        f"{len(calibration_samples)} {calibrate_on} images")
+    metrics = {"fit_seconds": round(fit_seconds, 3), "n_train_images": len(train)}
+    out = save_bundle(model, out_dir, manifest=dataset, metrics=metrics,
+                      extra={"classes": list(dataset.classes), "task": "detection",
+                             "calibrated_on": calibrate_on},
+                      overwrite=overwrite)
+    return DetectionTrainResult(model, dataset, out, fit_seconds, calibration, tuple(messages))

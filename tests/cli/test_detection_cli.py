@@ -1,0 +1,102 @@
+"""train / test / predict with a box-finding model, on a DeepPCB-layout folder of synthetic pairs.
+
+The pairs come from the reference model's tests: boards with a cut trace (open), a bridge
+(short), a blob (copper) and a hole (pin-hole) at known boxes.
+"""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import pytest
+
+from defectscope.cli import main
+from defectscope.data.deeppcb import DEEPPCB_CLASSES
+
+from tests.models.test_reference import FAST, pair
+
+TYPE_ID = {name: i + 1 for i, name in enumerate(DEEPPCB_CLASSES)}
+
+
+def write_deeppcb(root, seeds_per_group: dict[str, range]) -> None:
+    for group, seeds in seeds_per_group.items():
+        images, labels = root / f"group{group}" / group, root / f"group{group}" / f"{group}_not"
+        images.mkdir(parents=True)
+        labels.mkdir(parents=True)
+        for seed in seeds:
+            part, template, boxes = pair(seed)
+            cv2.imwrite(str(images / f"{seed}_test.png"), part)
+            cv2.imwrite(str(images / f"{seed}_temp.png"), template)
+            (labels / f"{seed}.txt").write_text("".join(
+                f"{int(b.x1)},{int(b.y1)},{int(b.x2)},{int(b.y2)},{TYPE_ID[b.label]}\n"
+                for b in boxes))
+
+
+@pytest.fixture(scope="module")
+def pcb(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pcb")
+    write_deeppcb(root, {"100": range(0, 14), "200": range(14, 17), "300": range(17, 20)})
+    return root
+
+
+@pytest.fixture(scope="module")
+def reference_model(pcb, tmp_path_factory):
+    out = tmp_path_factory.mktemp("models") / "reference"
+    options = [arg for key, value in FAST.items() for arg in ("--set", f"{key}={value}")]
+    assert main(["train", "--model", "reference", "--data", str(pcb), "--format", "deeppcb",
+                 "--out", str(out), "--quiet", *options]) == 0
+    return out
+
+
+def test_train_records_the_dataset_split_and_threshold(reference_model):
+    info = json.loads((reference_model / "bundle.json").read_text())
+    assert info["task"] == "detection" and info["model"]["name"] == "reference"
+    assert info["calibrated_on"] == "val"
+    assert 0.0 <= info["threshold"] <= 1.0
+    dataset = json.loads((reference_model / "manifest.json").read_text())
+    splits = {s["group"]: s["split"] for s in dataset["samples"]}
+    assert sorted(splits.values()) == ["test", "train", "val"]  # one group per split
+
+
+def test_test_reports_map_on_the_unseen_split_only(reference_model, pcb, tmp_path, capsys):
+    report_path = tmp_path / "report.json"
+    assert main(["test", "--model", str(reference_model), "--data", str(pcb), "--format",
+                 "deeppcb", "--report", str(report_path), "--quiet"]) == 0
+    report = json.loads(report_path.read_text())
+    for key in ("map50", "map50_95", "per_class_ap50", "recall", "precision", "threshold",
+                "n_images", "box_precision", "box_recall", "confusion_matrix"):
+        assert key in report
+    dataset = json.loads((reference_model / "manifest.json").read_text())
+    assert report["n_images"] == sum(s["split"] == "test" for s in dataset["samples"])
+    assert report["map50"] > 0.8  # the synthetic defects are easy; a broken route scores ~0
+    assert report["recall"] == 1.0
+    assert (tmp_path / "report.html").is_file()
+    assert list((tmp_path / "report_files").rglob("*.png"))
+    assert "mAP@0.5" in capsys.readouterr().out
+
+
+def test_predict_with_a_template_prints_boxes(reference_model, pcb, tmp_path, capsys):
+    image = next((pcb / "group300" / "300").glob("*_test.png"))
+    template = image.with_name(image.name.replace("_test", "_temp"))
+    boxes_dir = tmp_path / "boxes"
+    assert main(["predict", "--model", str(reference_model), str(image), "--template",
+                 str(template), "--json", "--heatmaps", str(boxes_dir)]) == 0
+    row = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert row["verdict"] == "NG"
+    assert {d["label"] for d in row["detections"]} <= set(DEEPPCB_CLASSES)
+    assert row["detections"] and list(boxes_dir.glob("*.png"))
+
+
+def test_predict_without_the_template_is_never_ok(reference_model, pcb, capsys):
+    image = next((pcb / "group300" / "300").glob("*_test.png"))
+    assert main(["predict", "--model", str(reference_model), str(image), "--json"]) == 1
+    row = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert row["verdict"] == "UNSURE" and "template" in row["error"]
+
+
+def test_a_detection_format_with_an_image_model_is_a_clear_error(pcb, tmp_path, capsys):
+    code = main(["train", "--model", "patchcore", "--data", str(pcb), "--format", "deeppcb",
+                 "--out", str(tmp_path / "m"), "--quiet"])
+    assert code != 0
+    assert "detection" in capsys.readouterr().err
