@@ -100,3 +100,28 @@ def test_a_detection_format_with_an_image_model_is_a_clear_error(pcb, tmp_path, 
                  "--out", str(tmp_path / "m"), "--quiet"])
     assert code != 0
     assert "detection" in capsys.readouterr().err
+
+
+def test_a_golden_template_in_the_model_inspects_parts_without_one(reference_model, pcb,
+                                                                    tmp_path, capsys):
+    from defectscope.bundle import load_bundle, save_bundle
+    from defectscope.data.images import load_image
+
+    image = next((pcb / "group300" / "300").glob("*_test.png"))
+    template = load_image(image.with_name(image.name.replace("_test", "_temp")))
+    bundle = load_bundle(reference_model)
+    with_template = bundle.model.detect(load_image(image), template)
+    save_bundle(bundle.model.set_golden_template(template), tmp_path / "golden",
+                manifest=bundle.manifest(), extra={"task": "detection"})
+    reloaded = load_bundle(tmp_path / "golden").model
+    assert reloaded.detect(load_image(image)) == with_template
+    assert main(["predict", "--model", str(tmp_path / "golden"), str(image), "--json"]) == 0
+    row = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert row["verdict"] == "NG" and row["detections"]
+
+
+def test_template_with_an_image_model_is_refused(pcb, tmp_path, capsys):
+    template = next((pcb / "group300" / "300").glob("*_temp.png"))
+    assert main(["train", "--model", "padim", "--data", str(pcb), "--format", "folder", "--out",
+                 str(tmp_path / "m"), "--template", str(template), "--quiet"]) != 0
+    assert "--template is for the reference model" in capsys.readouterr().err

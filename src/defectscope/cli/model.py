@@ -52,6 +52,10 @@ def _add_train(subparsers) -> None:
     parser.add_argument("--preprocess", metavar="FILE",
                         help="preprocessing steps (YAML/JSON list: align, normalise, denoise, "
                         "roi, tile...); stored in the model folder and applied at inspection")
+    parser.add_argument("--template", metavar="IMAGE",
+                        help="reference model: the product's defect-free template, stored in the "
+                        "model folder so parts are inspected without one of their own (run, "
+                        "serve, predict)")
     parser.add_argument("--threshold-rule", default="auto",
                         choices=("auto", "good_quantile", "recall", "f1_max"),
                         help="auto: every validation defect caught when defects exist, else a "
@@ -141,6 +145,9 @@ def run_train(args: argparse.Namespace) -> int:
 
     if is_detection(args.model):
         return _run_train_detection(args)
+    if args.template:
+        raise ConfigError(f"--template is for the reference model; {args.model} does not compare "
+                          "parts with a template")
     manifest, imported, _ = load_dataset(args)
     if imported is not None and (imported.skipped or imported.warnings):
         print(format_summary(manifest, imported.skipped, imported.warnings), file=sys.stderr)
@@ -182,10 +189,16 @@ def _run_train_detection(args: argparse.Namespace) -> int:
     if imported is not None and (imported.skipped or imported.warnings):
         print(format_detection_summary(dataset, imported.skipped, imported.warnings),
               file=sys.stderr)
+    template = None
+    if args.template:
+        from defectscope.data.images import load_image
+
+        template = load_image(args.template)
     result = train_detection(
         dataset, args.model, args.out, options=model_options(args),
         threshold_rule=args.threshold_rule, threshold_target=args.threshold_target,
         seed=args.seed, overwrite=args.overwrite, progress=not args.quiet,
+        golden_template=template,
         log=lambda message: print(message, file=sys.stderr))
     print(format_detection_summary(result.dataset))
     print(f"\nTrained {args.model} in {result.fit_seconds:.1f} s; confidence threshold "

@@ -104,7 +104,8 @@ class DetectionModel:
     def _check_template(self, template: np.ndarray | None) -> None:
         if self.needs_template and template is None:
             raise DefectscopeError(f"{self.name} compares each part with its defect-free template;"
-                                   " pass the template image")
+                                   " pass the template image (predict --template), or store the"
+                                   " product's template in the model (train --template)")
 
     def anomaly(self, image: np.ndarray, template: np.ndarray | None = None):
         """(score, None, timings ms): the best box's confidence, 0.0 when no box is found."""

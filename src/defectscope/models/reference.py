@@ -41,6 +41,7 @@ from defectscope.scoring.boxes import box_iou, nms
 from defectscope.types import Detection
 
 FORMAT_VERSION = 1
+GOLDEN_TEMPLATE_KEY = "golden_template"  # the product template, when stored
 
 
 @dataclasses.dataclass(frozen=True)
@@ -274,6 +275,8 @@ class ReferenceComparison(DetectionModel):
         """Every box with a defect probability >= ``min_confidence``, best first. Raises for a
         missing or mismatched template and, with ``align``, for a pair it cannot register."""
         self._check_fitted()
+        if template is None:
+            template = self.golden_template
         self._check_template(template)
         comparison = self._compare(image, template)
         if not len(comparison.regions):
@@ -299,10 +302,32 @@ class ReferenceComparison(DetectionModel):
                                         float(scores[i])))
         return detections
 
+    # -- golden template ----------------------------------------------------------------------
+    @property
+    def golden_template(self) -> np.ndarray | None:
+        """The product's defect-free template stored with the model, if one was set: what a part
+        is compared with when no template comes with it (the line, the REST service)."""
+        return getattr(self, "golden_template_", None)
+
+    def set_golden_template(self, template: np.ndarray | None) -> "ReferenceComparison":
+        """Store ``template`` (RGB or grey uint8) in the model and its bundle; None removes it."""
+        if template is None:
+            self.golden_template_ = None
+            return self
+        array = np.asarray(template)
+        if array.dtype != np.uint8 or array.ndim not in (2, 3):
+            raise DataError(f"a golden template must be a uint8 grey or RGB image, not "
+                            f"{array.dtype} of shape {array.shape}")
+        self.golden_template_ = np.ascontiguousarray(array)
+        return self
+
     # -- bundle -------------------------------------------------------------------------------
     def _tensors(self) -> dict[str, np.ndarray]:
-        return {f"net.{key}": value.detach().cpu().contiguous().numpy()
-                for key, value in self.net_.state_dict().items()}
+        tensors = {f"net.{key}": value.detach().cpu().contiguous().numpy()
+                   for key, value in self.net_.state_dict().items()}
+        if self.golden_template is not None:
+            tensors[GOLDEN_TEMPLATE_KEY] = self.golden_template
+        return tensors
 
     def _meta(self) -> dict[str, Any]:
         return {"classes": list(self.classes_), "format_version": FORMAT_VERSION}
@@ -312,6 +337,8 @@ class ReferenceComparison(DetectionModel):
             raise DefectscopeError("this reference model was saved by a newer defectscope; "
                                    "upgrade defectscope")
         self.classes_ = tuple(meta["classes"])
+        template = arrays.get(GOLDEN_TEMPLATE_KEY)
+        self.golden_template_ = None if template is None else np.array(template, dtype=np.uint8)
         net = ReferenceNet(len(self.classes_), self.config.crop_size, self.config.width)
         state = {key[len("net."):]: torch.from_numpy(np.array(value))
                  for key, value in arrays.items() if key.startswith("net.")}

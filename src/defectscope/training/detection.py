@@ -24,7 +24,7 @@ from tqdm import tqdm
 from defectscope.bundle import save_bundle
 from defectscope.data.detection import DetectionDataset, DetectionSample, load_pair
 from defectscope.data.detection_splits import split_detection
-from defectscope.errors import DataError
+from defectscope.errors import ConfigError, DataError
 from defectscope.evaluation.detection import evaluate_detections
 from defectscope.evaluation.thresholds import calibrate_threshold
 from defectscope.models.detection_base import DetectionModel
@@ -126,10 +126,18 @@ def train_detection(
     seed: int = 0,
     overwrite: bool = False,
     progress: bool = True,
+    golden_template: np.ndarray | None = None,
     log: Callable[[str], None] = lambda message: None,
 ) -> DetectionTrainResult:
-    """Fit on train, calibrate on val (or training images), write the bundle to ``out_dir``."""
+    """Fit on train, calibrate on val (or training images), write the bundle to ``out_dir``.
+
+    ``golden_template`` (reference model) is the product's defect-free image, stored in the
+    bundle so parts can be inspected without a template of their own (the line, the service).
+    """
     model = create_model(model_name, **dict(options or {}))
+    if golden_template is not None and not hasattr(model, "set_golden_template"):
+        raise ConfigError(f"{model_name} does not compare parts with a template; leave out "
+                          "--template")
     if model.needs_template and not dataset.has_templates:
         raise DataError(f"{model_name} compares each part with its template, but this dataset "
                         "has images without one (DeepPCB pairs have them); use --model detector")
@@ -143,6 +151,8 @@ def train_detection(
     started = time.perf_counter()
     model.fit(dataset, train, val, progress=progress, log=log)
     fit_seconds = time.perf_counter() - started
+    if golden_template is not None:
+        model.set_golden_template(golden_template)
 
     # Without a val split the model chose its checkpoint on a slice of train it did not learn
     # from; calibrate there too (a seeded subsample of train only if it kept no such slice).
