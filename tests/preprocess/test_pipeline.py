@@ -123,3 +123,28 @@ def test_rejects_non_uint8_and_grey_arrays():
         pre(np.zeros((32, 32, 3), np.float32))
     with pytest.raises(ImageReadError):
         pre(np.zeros((32, 32), np.uint8))
+
+
+def test_clip_highlights_ignores_saturated_highlights():
+    rng = np.random.default_rng(0)
+    values = rng.integers(40, 170, size=(64, 64)).astype(np.float32)
+    image = np.repeat(values[..., None], 3, axis=2).astype(np.uint8)
+    # x1.3 brightening saturates nothing below the 70th percentile but clips the top at 255
+    brighter = np.clip(np.rint(image.astype(np.float32) * 1.3), 0, 255).astype(np.uint8)
+    a = normalise_image(image, "clip_highlights").astype(int)
+    b = normalise_image(brighter, "clip_highlights").astype(int)
+    assert a.min() == 28 and a.max() == 228  # 1st..70th percentiles stretched to 28..228
+    assert np.abs(a - b).max() <= 2  # only rounding differs
+    top = values >= np.percentile(values, 70)
+    assert (a[top] == 228).all()  # highlights carry no texture
+
+
+def test_normalise_step_clip_option_round_trips_and_validates():
+    from defectscope.preprocess.steps import parse_step
+
+    step = parse_step({"name": "normalise", "method": "percentile", "high": 80, "clip": True})
+    assert parse_step(step.to_dict()) == step
+    out, _ = step.apply(grey(list(range(100, 201)), shape=(101, 8)), None)
+    assert out.max() == 228
+    with pytest.raises(ConfigError, match="clip"):
+        parse_step({"name": "normalise", "clip": "yes"})

@@ -217,8 +217,8 @@ class Resize(Step):
 @register_step
 @dataclasses.dataclass(frozen=True)
 class Normalise(Step):
-    """Brightness/contrast: ``percentile`` (``low``/``high`` percentiles -> ``out_low``/``out_high``),
-    ``standardise``, ``clahe`` (``clip_limit``, ``tiles``), or ``histogram``: match the grey-level
+    """Brightness/contrast: ``percentile`` (``low``/``high`` percentiles -> ``out_low``/``out_high``;
+    with ``clip``, values beyond those percentiles are clipped first), ``standardise``, ``clahe`` (``clip_limit``, ``tiles``), or ``histogram``: match the grey-level
     histogram of each image to the mean histogram of the training images (learned)."""
 
     name: ClassVar[str] = "normalise"
@@ -229,8 +229,12 @@ class Normalise(Step):
     out_high: float = 228.0
     clip_limit: float = 2.0
     tiles: int = 8
+    clip: bool = False
 
     def validate(self) -> None:
+        if not isinstance(self.clip, bool):
+            raise ConfigError(f"preprocessing step 'normalise': clip must be true or false, not "
+                              f"{self.clip!r}")
         check_choice(self.name, "method", self.method,
                      ("percentile", "standardise", "clahe", "histogram"))
         check_range(self.name, "low", self.low, 0.0, 50.0)
@@ -254,7 +258,7 @@ class Normalise(Step):
     def apply(self, image, state):
         if self.method == "percentile":
             out = norm.stretch_percentiles(image, (self.low, self.high),
-                                           (self.out_low, self.out_high))
+                                           (self.out_low, self.out_high), clip=self.clip)
         elif self.method == "standardise":
             out = norm.standardise(image)
         elif self.method == "clahe":
