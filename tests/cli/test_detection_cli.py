@@ -125,3 +125,43 @@ def test_template_with_an_image_model_is_refused(pcb, tmp_path, capsys):
     assert main(["train", "--model", "padim", "--data", str(pcb), "--format", "folder", "--out",
                  str(tmp_path / "m"), "--template", str(template), "--quiet"]) != 0
     assert "--template is for the reference model" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def yolo_parts(tmp_path_factory):
+    """A YOLO layout (images/, labels/, data.yaml) of the detector tests' synthetic parts, with
+    its given train/val split, like NEU-DET."""
+    from PIL import Image
+
+    from tests.models.test_detector import CLASSES, SIZE, _part
+
+    root = tmp_path_factory.mktemp("yolo")
+    for seed in range(32):
+        split = "train" if seed < 24 else "val"
+        image, boxes = _part(seed)
+        (root / "images" / split).mkdir(parents=True, exist_ok=True)
+        (root / "labels" / split).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(root / "images" / split / f"{seed:02d}.png")
+        (root / "labels" / split / f"{seed:02d}.txt").write_text("".join(
+            f"{CLASSES.index(b.label)} {(b.x1 + b.x2) / 2 / SIZE} {(b.y1 + b.y2) / 2 / SIZE} "
+            f"{(b.x2 - b.x1) / SIZE} {(b.y2 - b.y1) / SIZE}\n" for b in boxes))
+    (root / "data.yaml").write_text(f"names: {list(CLASSES)}\n")
+    return root
+
+
+def test_detector_trains_on_yolo_and_reports_the_given_val_split(yolo_parts, tmp_path, capsys):
+    from tests.models.test_detector import FAST as DETECTOR_FAST
+
+    options = [arg for key, value in DETECTOR_FAST.items() for arg in ("--set", f"{key}={value}")]
+    out = tmp_path / "detector"
+    assert main(["train", "--model", "detector", "--data", str(yolo_parts), "--format", "yolo",
+                 "--out", str(out), "--quiet", *options]) == 0
+    info = json.loads((out / "bundle.json").read_text())
+    assert info["calibrated_on"] == "train"  # val is the reported split: never used to select
+    report_path = tmp_path / "report.json"
+    assert main(["test", "--model", str(out), "--data", str(yolo_parts), "--format", "yolo",
+                 "--report", str(report_path), "--quiet", "--no-plots"]) == 0
+    report = json.loads(report_path.read_text())
+    assert report["split"] == "val" and report["n_images"] == 8
+    assert report["map50"] is not None and 0.0 <= report["map50"] <= 1.0
+    assert "mAP@0.5" in capsys.readouterr().out

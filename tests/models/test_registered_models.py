@@ -20,7 +20,8 @@ def fitted(request, good_images):
 
 
 def test_builtin_models_are_registered():
-    assert {"patchcore", "padim", "classifier", "segmenter", "reference"} <= set(list_models())
+    assert {"patchcore", "padim", "classifier", "segmenter", "reference",
+            "detector"} <= set(list_models())
 
 
 def test_predict_gives_one_result_type_with_map_at_image_size(fitted, good_images, defect_images):

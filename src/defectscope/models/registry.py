@@ -28,8 +28,8 @@ def register(name: str) -> Callable[[T], T]:
 
 def _ensure_builtin_models() -> None:
     # Importing the modules runs their @register decorators; done lazily, not at package import.
-    from defectscope.models import (classifier, padim, patchcore, reference,  # noqa: F401
-                                    segmenter)
+    from defectscope.models import (classifier, detector, padim, patchcore,  # noqa: F401
+                                    reference, segmenter)
 
 
 def list_models() -> list[str]:
