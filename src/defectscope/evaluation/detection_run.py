@@ -17,17 +17,22 @@ confidence where good images exist, and the image confusion matrix.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
+from tqdm import tqdm
 
 from defectscope.data.detection import DetectionDataset, DetectionSample, load_pair
 from defectscope.errors import DataError
 from defectscope.evaluation.detection import evaluate_detections
 from defectscope.evaluation.metrics import auroc
 from defectscope.types import Detection
+
+if TYPE_CHECKING:  # the models import torch; evaluation needs only their detect()
+    from defectscope.models.detection_base import DetectionModel
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,19 @@ class DetectionRun:
     dataset: DetectionDataset
     samples: tuple[DetectionSample, ...]
     predictions: tuple[tuple[Detection, ...], ...]
+
+
+def predict_samples(model: DetectionModel, dataset: DetectionDataset,
+                    samples: Sequence[DetectionSample], desc: str = "predict",
+                    progress: bool = True) -> tuple[list[list[Detection]], list[float]]:
+    """Every detection above the model's floor for each sample, and milliseconds per image."""
+    predictions, milliseconds = [], []
+    for sample in tqdm(samples, desc=desc, unit="img", disable=not progress):
+        image, template = load_pair(dataset, sample)
+        started = time.perf_counter()
+        predictions.append(model.detect(image, template))
+        milliseconds.append((time.perf_counter() - started) * 1e3)
+    return predictions, milliseconds
 
 
 def select_split(bundle_dataset: DetectionDataset | None, dataset: DetectionDataset, split: str,
@@ -76,8 +94,6 @@ def image_view(samples: Sequence[DetectionSample], predictions: Sequence[Sequenc
 def evaluate_detection_bundle(bundle, dataset: DetectionDataset, split: str = "test",
                               progress: bool = True) -> tuple[dict[str, Any], DetectionRun]:
     """The report for one split, with the bundle's identity and threshold record in it."""
-    from defectscope.training.detection import predict_samples
-
     samples, scored, left_out = select_split(bundle.manifest(), dataset, split,
                                              bundle.info.get("calibrated_on"))
     predictions, milliseconds = predict_samples(bundle.model, dataset, samples, "test", progress)

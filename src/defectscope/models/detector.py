@@ -26,6 +26,7 @@ from defectscope.data.detection_holdout import hold_out_boxes
 from defectscope.errors import ConfigError, DataError, DefectscopeError
 from defectscope.models.backbones import get_backbone_spec
 from defectscope.models.detection_base import DetectionModel
+from defectscope.models.supervised import load_network_arrays, network_arrays
 from defectscope.models.detector_net import TAPS, NetSpec, build_detector_net
 from defectscope.models.registry import register
 from defectscope.preprocess import PreprocessConfig, Preprocessor
@@ -271,8 +272,7 @@ class BoxDetector(DetectionModel):
 
     # -- saving ---------------------------------------------------------------------------------
     def _tensors(self) -> dict[str, np.ndarray]:
-        return {f"net.{key}": value.detach().cpu().contiguous().numpy()
-                for key, value in self.net_.state_dict().items()}
+        return network_arrays(self.net_)
 
     def _meta(self) -> dict[str, Any]:
         return {"classes": list(self.classes_)}
@@ -280,12 +280,7 @@ class BoxDetector(DetectionModel):
     def _restore(self, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> None:
         self.classes_ = tuple(meta["classes"])
         net, _ = build_detector_net(self.config.net_spec(len(self.classes_)), pretrained=False)
-        state = {key[len("net."):]: torch.from_numpy(np.array(value))
-                 for key, value in arrays.items() if key.startswith("net.")}
-        try:
-            net.load_state_dict(state, strict=True)
-        except RuntimeError as error:
-            raise DefectscopeError(f"saved network does not match {self.name}: {error}") from error
+        load_network_arrays(net, arrays, self.name)
         self._configure(net)
         net.requires_grad_(False)
         self.net_ = net.eval()

@@ -31,6 +31,7 @@ from defectscope.data.detection import DetectionDataset, DetectionSample, load_p
 from defectscope.errors import AlignmentError, ConfigError, DataError, DefectscopeError
 from defectscope.models.backbones import HALF, WeightsSource
 from defectscope.models.detection_base import DetectionModel
+from defectscope.models.supervised import load_network_arrays, network_arrays
 from defectscope.models.reference_compare import (CompareConfig, Comparison, compare,
                                                   crop_windows, decode_boxes, encode_boxes,
                                                   extract_crops)
@@ -323,8 +324,7 @@ class ReferenceComparison(DetectionModel):
 
     # -- bundle -------------------------------------------------------------------------------
     def _tensors(self) -> dict[str, np.ndarray]:
-        tensors = {f"net.{key}": value.detach().cpu().contiguous().numpy()
-                   for key, value in self.net_.state_dict().items()}
+        tensors = network_arrays(self.net_)
         if self.golden_template is not None:
             tensors[GOLDEN_TEMPLATE_KEY] = self.golden_template
         return tensors
@@ -340,10 +340,4 @@ class ReferenceComparison(DetectionModel):
         template = arrays.get(GOLDEN_TEMPLATE_KEY)
         self.golden_template_ = None if template is None else np.array(template, dtype=np.uint8)
         net = ReferenceNet(len(self.classes_), self.config.crop_size, self.config.width)
-        state = {key[len("net."):]: torch.from_numpy(np.array(value))
-                 for key, value in arrays.items() if key.startswith("net.")}
-        try:
-            net.load_state_dict(state, strict=True)
-        except RuntimeError as error:
-            raise DefectscopeError(f"saved network does not match {self.name}: {error}") from error
-        self.net_ = net.eval()
+        self.net_ = load_network_arrays(net, arrays, self.name)

@@ -91,6 +91,27 @@ def decode_meta(array: np.ndarray) -> dict[str, Any]:
     return json.loads(np.asarray(array, dtype=np.uint8).tobytes().decode("utf-8"))
 
 
+NET_PREFIX = "net."
+
+
+def network_arrays(net: nn.Module) -> dict[str, np.ndarray]:
+    """A network's state as ``net.<key>`` numpy arrays, for a safetensors bundle."""
+    return {f"{NET_PREFIX}{key}": value.detach().cpu().contiguous().numpy()
+            for key, value in net.state_dict().items()}
+
+
+def load_network_arrays(net: nn.Module, arrays: Mapping[str, np.ndarray], model_name: str
+                        ) -> nn.Module:
+    """Load the ``net.<key>`` arrays into ``net`` strictly; a mismatch is a clear error."""
+    state = {key[len(NET_PREFIX):]: torch.from_numpy(np.array(value))
+             for key, value in arrays.items() if key.startswith(NET_PREFIX)}
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        raise DefectscopeError(f"saved network does not match {model_name}: {error}") from error
+    return net.eval()
+
+
 class SupervisedModel:
     """Base for models trained on labelled images. ``__init__`` stores options, nothing else."""
 
@@ -149,8 +170,7 @@ class SupervisedModel:
     def arrays(self) -> dict[str, np.ndarray]:
         """Every learned tensor (whole network) plus the class list etc. as a JSON byte tensor."""
         self._check_fitted()
-        arrays = {f"net.{key}": value.detach().cpu().contiguous().numpy()
-                  for key, value in self.net_.state_dict().items()}
+        arrays = network_arrays(self.net_)
         arrays[META_KEY] = encode_meta(self._meta())
         return arrays
 
@@ -160,13 +180,7 @@ class SupervisedModel:
             raise DefectscopeError(f"saved {self.name} lacks {META_KEY}; the bundle is incomplete")
         self._set_meta(decode_meta(arrays[META_KEY]))
         net, _ = self._build_network(pretrained=False)
-        state = {key[len("net."):]: torch.from_numpy(np.array(value))
-                 for key, value in arrays.items() if key.startswith("net.")}
-        try:
-            net.load_state_dict(state, strict=True)
-        except RuntimeError as error:
-            raise DefectscopeError(f"saved network does not match {self.name}: {error}") from error
-        self.net_ = net.eval()
+        self.net_ = load_network_arrays(net, arrays, self.name)
         self.weights_source_ = weights
         self.n_train_images_ = n_train
         self.threshold_ = None

@@ -19,13 +19,13 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
-from tqdm import tqdm
 
 from defectscope.bundle import save_bundle
-from defectscope.data.detection import DetectionDataset, DetectionSample, load_pair
+from defectscope.data.detection import DetectionDataset, DetectionSample
 from defectscope.data.detection_splits import split_detection
 from defectscope.errors import ConfigError, DataError
-from defectscope.evaluation.detection import evaluate_detections
+from defectscope.evaluation.detection import match_detections
+from defectscope.evaluation.detection_run import predict_samples
 from defectscope.evaluation.thresholds import calibrate_threshold
 from defectscope.models.detection_base import DetectionModel
 from defectscope.models.registry import create_model, model_class
@@ -68,32 +68,19 @@ def detection_splits(dataset: DetectionDataset, seed: int = 0
     return dataset, calibrate_on, messages
 
 
-def predict_samples(model: DetectionModel, dataset: DetectionDataset,
-                    samples: Sequence[DetectionSample], desc: str = "predict",
-                    progress: bool = True) -> tuple[list[list[Detection]], list[float]]:
-    """Every detection above the model's floor for each sample, and milliseconds per image."""
-    predictions, milliseconds = [], []
-    for sample in tqdm(samples, desc=desc, unit="img", disable=not progress):
-        image, template = load_pair(dataset, sample)
-        started = time.perf_counter()
-        predictions.append(model.detect(image, template))
-        milliseconds.append((time.perf_counter() - started) * 1e3)
-    return predictions, milliseconds
-
-
 def calibrate_confidence(samples: Sequence[DetectionSample],
                          predictions: Sequence[Sequence[Detection]], classes: Sequence[str], *,
                          rule: str = "auto", target: float | None = None) -> dict[str, Any]:
     """A confidence threshold from calibration predictions, with the record of how.
 
-    With good and defective images, the image rule of the anomaly models applies to the image
-    score (best box confidence; ``auto``: every defective image caught). When every image has
-    boxes (no good part to learn a false-reject rate from), the threshold maximises box-level F1
-    at IoU 0.5.
+    Where good images exist, the image rules of the anomaly models apply to the image score
+    (best box confidence; ``auto``: every defective image caught, or a 1% false-reject quantile
+    without defects). When every image has boxes (no good part to learn a false-reject rate
+    from), the threshold maximises box-level F1 at IoU 0.5.
     """
     scores = np.array([max((d.confidence for d in p), default=0.0) for p in predictions])
     is_defect = np.array([not s.is_good for s in samples], dtype=bool)
-    if is_defect.any() and (~is_defect).any():
+    if (~is_defect).any():  # good images: the image rules (a false-reject quantile at least)
         record = calibrate_threshold(scores, is_defect, rule=rule, target=target).to_dict()
         record["threshold"] = float(np.clip(record["threshold"], 0.0, 1.0))
         return record
@@ -102,13 +89,22 @@ def calibrate_confidence(samples: Sequence[DetectionSample],
     if not len(confidences):
         return {"rule": "fixed", "threshold": 0.5,
                 "note": "no detection on the calibration images; 0.5 kept"}
+    # Match once (COCO ranking, IoU 0.5); each candidate threshold then only counts.
+    matches = match_detections(truth, predictions, classes).values()
+    ranked = np.concatenate([m.scores for m in matches])
+    correct = np.concatenate([m.matched[0] for m in matches])
+    n_gt = sum(m.n_gt for m in matches)
     best: dict[str, Any] = {}
     for threshold in np.unique(np.quantile(confidences, np.linspace(0.0, 1.0, 41))):
-        report = evaluate_detections(truth, predictions, classes, score_threshold=float(threshold))
-        if not best or report.f1 > best["achieved_f1"]:
-            best = {"threshold": float(threshold), "achieved_f1": report.f1,
-                    "achieved_precision": report.precision, "achieved_recall": report.recall,
-                    "achieved_image_recall": report.image_recall}
+        kept = ranked >= threshold
+        tp = int(np.count_nonzero(correct & kept))
+        fp, fn = int(np.count_nonzero(kept)) - tp, n_gt - tp
+        f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0
+        if not best or f1 > best["achieved_f1"]:
+            best = {"threshold": float(threshold), "achieved_f1": f1,
+                    "achieved_precision": tp / (tp + fp) if tp + fp else 0.0,
+                    "achieved_recall": tp / n_gt if n_gt else 0.0,
+                    "achieved_image_recall": float(np.mean(scores[is_defect] >= threshold))}
     return {"rule": "box_f1_max", "target": None, "n_images": len(samples),
             "n_boxes": int(sum(len(t) for t in truth)), **best,
             "note": "every calibration image has defects: the confidence of best box F1 at "
