@@ -32,7 +32,6 @@ import time
 from pathlib import Path
 
 import cv2
-import numpy as np
 
 from service_load import default_images, image_files, train_model  # the script's folder
 

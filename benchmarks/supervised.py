@@ -5,7 +5,8 @@ selection) and the anomaly models' figures on the same split. Runs through the l
 CLI uses. Each part can be run alone:
 
     python benchmarks/supervised.py neu --image-size 128 --epochs 8
-    python benchmarks/supervised.py tile-classifier --image-size 160
+    python benchmarks/supervised.py tile-classifier --image-size 160 [--task multiclass]
+        [--scores-out scores.json]
     python benchmarks/supervised.py tile-segmenter --image-size 192 [--synthetic 200]
     python benchmarks/supervised.py tile-anomaly --model padim
 
@@ -55,6 +56,13 @@ def _recall_at_precision(report_records, min_precision: float = 0.95):
     return float(best)
 
 
+def _write_scores(path: Path, splits: dict) -> None:
+    """Per-image scores of each split as JSON, for looking at misses or combining models."""
+    rows = [{"split": split, "path": r.path, "label": r.label, "score": float(r.score)}
+            for split, records in splits.items() for r in records]
+    Path(path).write_text(json.dumps(rows, indent=1))
+
+
 def run(part: str, args) -> dict:
     options = {"image_size": args.image_size, "epochs": args.epochs, "seed": args.seed,
                "batch_size": args.batch_size}
@@ -68,7 +76,7 @@ def run(part: str, args) -> dict:
                          progress=False)
     elif part == "tile-classifier":
         manifest = _tile_manifest(args.seed)
-        train_supervised(manifest, "classifier", out, options={**options, "task": "binary"},
+        train_supervised(manifest, "classifier", out, options={**options, "task": args.task},
                          seed=args.seed, log=print, progress=False, threshold_rule="f1_max")
     elif part == "tile-segmenter":
         manifest = _tile_manifest(args.seed)
@@ -89,6 +97,9 @@ def run(part: str, args) -> dict:
     evaluate = evaluate_bundle if part == "tile-anomaly" else evaluate_supervised
     eval_manifest = manifest if part != "tile-segmenter" else _tile_manifest(args.seed)
     report, records = evaluate(bundle, eval_manifest, "test", progress=False)
+    if args.scores_out:
+        _, val_records = evaluate(bundle, eval_manifest, "val", progress=False)
+        _write_scores(args.scores_out, {"val": val_records, "test": records})
     figures = {k: report.get(k) for k in KEYS}
     figures.update(part=part, train_seconds=round(train_seconds, 1),
                    recall_at_precision_95_oracle=_recall_at_precision(records),
@@ -110,6 +121,11 @@ def main() -> None:
     parser.add_argument("--synthetic", type=int, default=0,
                         help="tile-segmenter: add N synthetic defects made from train good images")
     parser.add_argument("--model", default="padim", help="tile-anomaly: padim or patchcore")
+    parser.add_argument("--task", default="binary", choices=("binary", "multiclass"),
+                        help="tile-classifier: pass/fail head, or good plus each defect type "
+                             "(the score is then 1 - P(good))")
+    parser.add_argument("--scores-out", type=Path, default=None,
+                        help="write every val and test image's score to this JSON file")
     args = parser.parse_args()
     figures = run(args.part, args)
     print(json.dumps(figures, indent=2))

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 
 from defectscope.bundle import load_bundle
 from defectscope.cli import main
-from defectscope.data.manifest import Manifest
 from defectscope.errors import DataError
 from defectscope.training.supervised import supervised_splits
 

@@ -20,7 +20,6 @@ import logging
 import os
 import threading
 import time
-from collections import Counter
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path

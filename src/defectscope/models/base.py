@@ -23,6 +23,7 @@ from defectscope.models.backbones import (
     empty_feature_extractor,
     get_backbone_spec,
 )
+from defectscope.models.decision import Thresholded
 from defectscope.preprocess import PreprocessConfig, Preprocessor, parse_steps
 from defectscope.preprocess.tiling import score_tiled, training_inputs
 from defectscope.scoring import anomaly_map
@@ -89,7 +90,7 @@ def _batches(arrays: Iterable[np.ndarray], batch_size: int) -> Iterator[list[np.
         yield batch
 
 
-class AnomalyModel:
+class AnomalyModel(Thresholded):
     """Base for models trained on good images only. ``__init__`` stores options, nothing else."""
 
     name: ClassVar[str] = ""
@@ -120,10 +121,6 @@ class AnomalyModel:
     @property
     def is_fitted(self) -> bool:
         return hasattr(self, "extractor_")
-
-    @property
-    def threshold(self) -> float | None:
-        return getattr(self, "threshold_", None)
 
     # -- hooks for subclasses ------------------------------------------------------------------
     def _embed(self, features: list[torch.Tensor]) -> torch.Tensor:
@@ -184,10 +181,6 @@ class AnomalyModel:
         self.weights_source_ = source
 
     # -- inference -----------------------------------------------------------------------------
-    def _check_fitted(self) -> None:
-        if not self.is_fitted:
-            raise DefectscopeError(f"{self.name} is not fitted: call fit() or load a bundle")
-
     def anomaly(self, image: np.ndarray) -> tuple[float, np.ndarray, dict[str, float]]:
         """Score one RGB uint8 image: (image score, anomaly map at the image's size, timings ms)."""
         self._check_fitted()
@@ -230,13 +223,6 @@ class AnomalyModel:
         return InspectionResult(
             score=score, verdict=verdict, anomaly_map=anomaly_map, timings=timings, reason=reason
         )
-
-    def set_threshold(self, threshold: float, calibration: Mapping[str, Any] | None = None):
-        if not np.isfinite(threshold):
-            raise ConfigError(f"threshold must be a finite number, not {threshold}")
-        self.threshold_ = float(threshold)
-        self.calibration_ = dict(calibration or {})
-        return self
 
     # -- state for bundles ---------------------------------------------------------------------
     def arrays(self) -> dict[str, np.ndarray]:

@@ -24,13 +24,14 @@ import numpy as np
 
 from defectscope.data.detection import DetectionDataset, DetectionSample
 from defectscope.errors import AlignmentError, ConfigError, DefectscopeError
+from defectscope.models.decision import Thresholded
 from defectscope.models.supervised import decode_meta, encode_meta, make_config
 from defectscope.types import Detection, InspectionResult, Verdict
 
 META_KEY = "meta.json"
 
 
-class DetectionModel:
+class DetectionModel(Thresholded):
     """Base for models that return boxes. ``__init__`` stores options, nothing else.
 
     Subclasses set ``config_class`` (a frozen dataclass with ``to_dict``, ``unsure_band``,
@@ -68,20 +69,9 @@ class DetectionModel:
     def is_fitted(self) -> bool:
         return getattr(self, "fitted_", False)
 
-    @property
-    def threshold(self) -> float | None:
-        return getattr(self, "threshold_", None)
-
-    def _check_fitted(self) -> None:
-        if not self.is_fitted:
-            raise DefectscopeError(f"{self.name} is not fitted: call fit() or load a bundle")
-
-    def set_threshold(self, threshold: float, calibration: Mapping[str, Any] | None = None):
+    def _check_threshold(self, threshold: float) -> None:
         if not np.isfinite(threshold) or not 0.0 <= threshold <= 1.0:
             raise ConfigError(f"a detection threshold is a confidence in [0, 1], not {threshold}")
-        self.threshold_ = float(threshold)
-        self.calibration_ = dict(calibration or {})
-        return self
 
     def arrays(self) -> dict[str, np.ndarray]:
         self._check_fitted()

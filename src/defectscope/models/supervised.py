@@ -19,6 +19,7 @@ from torch import nn
 
 from defectscope.errors import ConfigError, DefectscopeError
 from defectscope.models.backbones import WeightsSource, get_backbone_spec
+from defectscope.models.decision import Thresholded
 from defectscope.preprocess import PreprocessConfig, Preprocessor
 
 LOSSES = ("auto", "ce", "weighted_ce", "focal", "dice_bce", "dice_focal")
@@ -112,7 +113,7 @@ def load_network_arrays(net: nn.Module, arrays: Mapping[str, np.ndarray], model_
     return net.eval()
 
 
-class SupervisedModel:
+class SupervisedModel(Thresholded):
     """Base for models trained on labelled images. ``__init__`` stores options, nothing else."""
 
     name: ClassVar[str] = ""
@@ -141,21 +142,6 @@ class SupervisedModel:
     @property
     def is_fitted(self) -> bool:
         return hasattr(self, "net_")
-
-    @property
-    def threshold(self) -> float | None:
-        return getattr(self, "threshold_", None)
-
-    def _check_fitted(self) -> None:
-        if not self.is_fitted:
-            raise DefectscopeError(f"{self.name} is not fitted: call fit() or load a bundle")
-
-    def set_threshold(self, threshold: float, calibration: Mapping[str, Any] | None = None):
-        if not np.isfinite(threshold):
-            raise ConfigError(f"threshold must be a finite number, not {threshold}")
-        self.threshold_ = float(threshold)
-        self.calibration_ = dict(calibration or {})
-        return self
 
     def prepare(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """Preprocess RGB uint8 images once, to a float32 stack N x 3 x h x w."""

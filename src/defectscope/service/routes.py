@@ -20,7 +20,6 @@ import datetime as _dt
 import logging
 import tempfile
 import time
-from pathlib import Path as FilePath
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
