@@ -20,8 +20,6 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -32,6 +30,7 @@ import numpy as np
 from defectscope import __version__
 from defectscope.data.hashing import sha256_file
 from defectscope.errors import BundleError, DefectscopeError
+from defectscope.fileio import staged_folder
 
 FORMAT = "defectscope-bundle"
 FORMAT_VERSION = 1
@@ -108,9 +107,7 @@ def save_bundle(
         if not overwrite:
             raise BundleError(f"{model_dir}: already exists and is not empty; choose another "
                               "--out or remove it")
-    model_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{model_dir.name}.", dir=model_dir.parent))
-    try:
+    with staged_folder(model_dir) as staging:
         save_file({k: np.ascontiguousarray(v) for k, v in model.arrays().items()},
                   str(staging / TENSORS))
         files = [TENSORS]
@@ -146,12 +143,6 @@ def save_bundle(
             "files": {name: sha256_file(staging / name) for name in files},
         }
         (staging / BUNDLE_JSON).write_text(json.dumps(info, indent=2, default=_json_default))
-        if model_dir.exists():
-            shutil.rmtree(model_dir)
-        os.replace(staging, model_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return model_dir
 
 

@@ -20,8 +20,6 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
-import shutil
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -34,6 +32,7 @@ from torch import nn
 from defectscope.bundle import TENSORS, load_bundle
 from defectscope.data.hashing import sha256_file
 from defectscope.errors import AlignmentError, BundleError
+from defectscope.fileio import staged_folder
 from defectscope.runtime.engine import (
     DEFAULT_TOLERANCE,
     EXPORT_JSON,
@@ -119,9 +118,7 @@ def export_onnx(model_dir: str | os.PathLike[str], out_dir: str | os.PathLike[st
         raise BundleError(f"ONNX export supports {', '.join(SUPPORTED_MODELS)}, not "
                           f"{bundle.model.name!r}")
     references = read_references(model_dir, bundle.info)  # none -> a clear BundleError
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with staged_folder(out_dir) as staging:
         onnx_path = staging / ONNX_FILE
         _export_graph(bundle.model, bundle.model.preprocessor(references[0][0]), onnx_path)
         preprocess = bundle.model.preprocess_config.to_dict()  # what the torch model really ran
@@ -163,10 +160,4 @@ def export_onnx(model_dir: str | os.PathLike[str], out_dir: str | os.PathLike[st
             "torch_version": torch.__version__,
         }
         (staging / EXPORT_JSON).write_text(json.dumps(record, indent=2))
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(staging, out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return out_dir
