@@ -37,7 +37,7 @@ from defectscope.data.detection import DetectionDataset, DetectionSample
 from defectscope.data.detection_export import copy_export, plan_export, prepare_out_dir
 from defectscope.data.detection_import import DetectionImport, PendingImage, RawBox, \
     build_detection_import
-from defectscope.data.importers import Skipped, _check_on_bad, _listing
+from defectscope.data.import_common import Skipped, check_on_bad, listing
 from defectscope.errors import ConfigError, DataError
 from defectscope.fileio import write_text_atomic
 from defectscope.types import SPLITS
@@ -154,7 +154,7 @@ def import_coco(root_or_json: str | os.PathLike[str], *,
                 images_dir: str | os.PathLike[str] | None = None, on_bad: str = "error",
                 verify: bool = True) -> DetectionImport:
     """Import COCO JSON (one file, or a folder of per-split files); see the module docstring."""
-    _check_on_bad(on_bad)
+    check_on_bad(on_bad)
     root, files = _json_files(Path(os.path.abspath(root_or_json)))
     images = Path(os.path.abspath(images_dir)) if images_dir is not None else None
     pending: list[PendingImage] = []
@@ -171,11 +171,11 @@ def import_coco(root_or_json: str | os.PathLike[str], *,
     seen = Counter(p.path for p in pending)
     twice = sorted(str(p) for p, n in seen.items() if n > 1)
     if twice:
-        raise DataError(f"images listed more than once: {_listing(twice)}; list each image once")
+        raise DataError(f"images listed more than once: {listing(twice)}; list each image once")
     warnings = []
     if orphans:
         warnings.append(f"{len(orphans)} annotation(s) name an image that is not in the file and "
-                        f"were left out: {_listing(orphans)}")
+                        f"were left out: {listing(orphans)}")
     if notes["crowd"]:
         warnings.append(f"{notes['crowd']} crowd annotation(s) (iscrowd=1) were imported as "
                         "ordinary boxes")

@@ -28,7 +28,8 @@ from pathlib import Path
 from defectscope.data.detection_import import (DetectionImport, PendingImage, RawBox,
                                                build_detection_import)
 from defectscope.data.images import is_image_file
-from defectscope.data.importers import Skipped, _check_on_bad, _check_root, _listing, _rel, _walk
+from defectscope.data.import_common import (Skipped, check_on_bad, check_root, listing,
+                                            relative_name, walk_files)
 from defectscope.errors import DataError
 
 __all__ = ["DEEPPCB_CLASSES", "import_deeppcb"]
@@ -57,7 +58,7 @@ def _label_file(image: Path, stem: str) -> Path:
 def _read_boxes(label_file: Path, base: Path) -> tuple[tuple[RawBox, ...], str | None]:
     """The boxes of a label file, or a problem naming ``file:line`` and the fix."""
     boxes = []
-    rel = _rel(label_file, base)
+    rel = relative_name(label_file, base)
     try:
         text = label_file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
@@ -96,9 +97,9 @@ def import_deeppcb(root: str | os.PathLike[str], *, on_bad: str = "error",
 
     ``verify=False`` reads image headers only (faster; a truncated file is then found later).
     """
-    base = _check_root(root)
-    _check_on_bad(on_bad)
-    files = _walk(base)
+    base = check_root(root)
+    check_on_bad(on_bad)
+    files = walk_files(base)
     file_set = set(files)
     pending: list[PendingImage] = []
     used: set[Path] = set()
@@ -117,7 +118,7 @@ def import_deeppcb(root: str | os.PathLike[str], *, on_bad: str = "error",
         used.add(template)
         if label_file not in file_set:
             pending.append(PendingImage(file, group=group, problem=(
-                f"no label file (expected {_rel(label_file, base)}; an empty file marks a "
+                f"no label file (expected {relative_name(label_file, base)}; an empty file marks a "
                 "defect-free board)")))
             continue
         used.add(label_file)
@@ -133,12 +134,12 @@ def import_deeppcb(root: str | os.PathLike[str], *, on_bad: str = "error",
                         and f not in used]
     for orphans, what in ((orphan_labels, "label file"), (orphan_templates, "template")):
         if orphans:
-            names = [_rel(f, base) for f in orphans]
+            names = [relative_name(f, base) for f in orphans]
             skipped.extend(Skipped(n, f"{what} without a test image") for n in names)
             warnings.append(f"{len(names)} {what}(s) without a test image were left out: "
-                            f"{_listing(names)}")
+                            f"{listing(names)}")
     reported = used | set(orphan_labels) | set(orphan_templates)
-    skipped.extend(Skipped(_rel(f, base), "not used by the DeepPCB importer")
+    skipped.extend(Skipped(relative_name(f, base), "not used by the DeepPCB importer")
                    for f in files if f not in reported)
     source = {"importer": "deeppcb", "options": {"on_bad": on_bad, "verify": verify}}
     return build_detection_import(base, pending, DEEPPCB_CLASSES, on_bad=on_bad, source=source,

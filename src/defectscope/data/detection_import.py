@@ -27,7 +27,7 @@ from tqdm import tqdm
 from defectscope.data.detection import Box, DetectionDataset, DetectionSample
 from defectscope.data.hashing import sha256_file
 from defectscope.data.images import image_size, load_image
-from defectscope.data.importers import Skipped, _check_on_bad, _listing, _rel
+from defectscope.data.import_common import Skipped, check_on_bad, listing, relative_name
 from defectscope.errors import DataError, ImageReadError
 
 __all__ = ["DetectionImport", "PendingImage", "RawBox", "build_detection_import", "clip_box"]
@@ -133,8 +133,8 @@ def _sample(pending: PendingImage, base: Path, verify: bool, tally: _Tally) -> D
         if (t_height, t_width) != (height, width):
             raise ImageReadError(pending.template, f"template is {t_width}x{t_height} but its "
                                  f"image is {width}x{height}", "pair each image with its template")
-        template_rel, template_sha = _rel(pending.template, base), sha256_file(pending.template)
-    return DetectionSample(path=_rel(pending.path, base), sha256=sha256_file(pending.path),
+        template_rel, template_sha = relative_name(pending.template, base), sha256_file(pending.template)
+    return DetectionSample(path=relative_name(pending.path, base), sha256=sha256_file(pending.path),
                            width=width, height=height,
                            boxes=_to_boxes(pending.boxes, width, height, tally),
                            template_path=template_rel, template_sha256=template_sha,
@@ -146,33 +146,33 @@ def build_detection_import(base: Path, pending: Sequence[PendingImage], classes:
                            skipped: Sequence[Skipped] = (), warnings: Sequence[str] = (),
                            verify: bool = True) -> DetectionImport:
     """Read every pending image and build the dataset; see the module docstring for the rules."""
-    _check_on_bad(on_bad)
+    check_on_bad(on_bad)
     samples: list[DetectionSample] = []
     bad: list[Skipped] = []
     tally = _Tally()
     for item in tqdm(pending, desc="checking images", unit="img", disable=None):
         if item.problem is not None:
-            bad.append(Skipped(_rel(item.path, base), item.problem))
+            bad.append(Skipped(relative_name(item.path, base), item.problem))
             continue
         try:
             samples.append(_sample(item, base, verify, tally))
         except ImageReadError as error:
-            where = "" if Path(error.path) == item.path else f"{_rel(error.path, base)}: "
-            bad.append(Skipped(_rel(item.path, base), where + error.problem))
+            where = "" if Path(error.path) == item.path else f"{relative_name(error.path, base)}: "
+            bad.append(Skipped(relative_name(item.path, base), where + error.problem))
     if bad and on_bad == "error":
         raise DataError(
             f"{base}: {len(bad)} bad image(s): "
-            f"{_listing([f'{b.path} ({b.reason})' for b in bad])}. Fix or remove them, or pass "
+            f"{listing([f'{b.path} ({b.reason})' for b in bad])}. Fix or remove them, or pass "
             'on_bad="skip" (CLI: --skip-bad) to import without them')
     if not samples:
         raise DataError(f"{base}: no usable images were found; check the folder and its layout")
     notes = list(warnings)
     if tally.clipped:
         notes.append(f"{len(tally.clipped)} box(es) partly outside their image were clipped to "
-                     f"it: {_listing(tally.clipped)}")
+                     f"it: {listing(tally.clipped)}")
     if tally.dropped:
         notes.append(f"{len(tally.dropped)} box(es) with zero area (after clipping to the image) "
-                     f"were dropped: {_listing(tally.dropped)}")
+                     f"were dropped: {listing(tally.dropped)}")
     dataset = DetectionDataset(root=base, classes=tuple(classes), samples=tuple(samples),
                                name=base.name if name is None else name, source=dict(source))
     return DetectionImport(dataset, tuple(skipped) + tuple(bad), tuple(notes))

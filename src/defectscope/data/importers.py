@@ -17,61 +17,21 @@ import inspect
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
-from defectscope.data.hashing import sha256_file
-from defectscope.data.images import IMAGE_EXTENSIONS, is_image_file, load_image, load_mask
-from defectscope.data.manifest import Manifest
-from defectscope.errors import ConfigError, DataError, ImageReadError
-from defectscope.types import GOOD, Sample
+from defectscope.data.images import IMAGE_EXTENSIONS, is_image_file
+from defectscope.data.import_common import (Candidate, ImportResult, Plan, Skipped, build_result,
+                                            check_on_bad, check_root, listing,
+                                            relative_name, walk_files)
+from defectscope.errors import ConfigError, DataError
+from defectscope.types import GOOD
 
 DEFAULT_GOOD_NAMES = ("good", "ok", "free", "normal", "pass")
 MVTEC_LAYOUT = (
     "the MVTec AD layout is train/good/<image> (good images), test/<type>/<image> "
     "(test images, 'good' included) and ground_truth/<type>/<stem>_mask.png (defect masks)"
 )
-_MAX_LISTED = 20
-
-
-@dataclass(frozen=True)
-class Skipped:
-    """A file that was not imported, and why (``path`` is relative to the dataset root)."""
-
-    path: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class ImportResult:
-    """The manifest, every file left out (with its reason) and warnings worth reading."""
-
-    manifest: Manifest
-    skipped: tuple[Skipped, ...] = ()
-    warnings: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class _Candidate:
-    """An image an importer wants, before it is decoded and hashed."""
-
-    path: Path
-    label: str
-    split: str | None = None
-    mask: Path | None = None
-    group: str | None = None
-
-
-@dataclass
-class _Plan:
-    """What an importer decided from file names alone."""
-
-    candidates: list[_Candidate] = field(default_factory=list)
-    skipped: list[Skipped] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
 
 
 def import_dataset(root: str | os.PathLike[str], format: str, **options: Any) -> ImportResult:
@@ -109,25 +69,25 @@ def import_mvtec(root: str | os.PathLike[str], *, on_bad: str = "error") -> Impo
     Masks are ``ground_truth/<type>/<stem>_mask.png`` (``<stem>.png`` is accepted too). A defect
     image without a mask and a mask without an image are warnings; JPEG images are fine.
     """
-    base = _check_root(root)
-    _check_on_bad(on_bad)
+    base = check_root(root)
+    check_on_bad(on_bad)
     train_good = base / "train" / "good"
-    if not train_good.is_dir() or not any(is_image_file(p) for p in _walk(train_good)):
+    if not train_good.is_dir() or not any(is_image_file(p) for p in walk_files(train_good)):
         raise DataError(f"{train_good}: missing or has no images; {MVTEC_LAYOUT}")
-    plan = _Plan()
+    plan = Plan()
     masks: dict[tuple[str, str], Path] = {}
-    for file in _walk(base):
+    for file in walk_files(base):
         parts = file.relative_to(base).parts
         if not is_image_file(file):
-            plan.skipped.append(Skipped(_rel(file, base), "not an image"))
+            plan.skipped.append(Skipped(relative_name(file, base), "not an image"))
         elif parts[0] == "train" and len(parts) == 3 and parts[1] == GOOD:
-            plan.candidates.append(_Candidate(file, GOOD, "train"))
+            plan.candidates.append(Candidate(file, GOOD, "train"))
         elif parts[0] == "test" and len(parts) == 3:
-            plan.candidates.append(_Candidate(file, parts[1], "test"))
+            plan.candidates.append(Candidate(file, parts[1], "test"))
         elif parts[0] == "ground_truth" and len(parts) == 3:
             masks[(parts[1], file.name)] = file
         else:
-            plan.skipped.append(Skipped(_rel(file, base), f"not where {MVTEC_LAYOUT}"))
+            plan.skipped.append(Skipped(relative_name(file, base), f"not where {MVTEC_LAYOUT}"))
     if not (base / "test").is_dir():
         plan.warnings.append(f"{base / 'test'}: missing; only training images were imported")
     claimed: set[Path] = set()
@@ -140,14 +100,14 @@ def import_mvtec(root: str | os.PathLike[str], *, on_bad: str = "error") -> Impo
         )
         if mask is not None:
             claimed.add(mask)
-            plan.candidates[index] = _Candidate(candidate.path, candidate.label, "test", mask)
+            plan.candidates[index] = Candidate(candidate.path, candidate.label, "test", mask)
         elif candidate.label != GOOD:
             plan.warnings.append(
-                f"{_rel(candidate.path, base)}: defect image has no mask "
+                f"{relative_name(candidate.path, base)}: defect image has no mask "
                 f"(expected ground_truth/{candidate.label}/{stem}_mask.png)"
             )
     _skip_orphan_masks(plan, sorted(set(masks.values()) - claimed), base)
-    return _build(base, plan, on_bad, source={"importer": "mvtec", "options": {"on_bad": on_bad}})
+    return build_result(base, plan, on_bad, source={"importer": "mvtec", "options": {"on_bad": on_bad}})
 
 
 def import_folder(
@@ -174,8 +134,8 @@ def import_folder(
     ``group_pattern``: a regex searched in each file name; its first group (or the whole match)
     is the sample's group (a part, lot or session that must not straddle splits).
     """
-    base = _check_root(root)
-    _check_on_bad(on_bad)
+    base = check_root(root)
+    check_on_bad(on_bad)
     pattern = _compile_group_pattern(group_pattern)
     mask_for = _mask_finder(mask_rule)
     class_dirs = sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))
@@ -185,14 +145,14 @@ def import_folder(
             "e.g. good/ and scratch/"
         )
     labels = _labels_for([d.name for d in class_dirs], good_names, class_map)
-    plan = _Plan()
-    for file in _walk(base):
+    plan = Plan()
+    for file in walk_files(base):
         if file.parent == base:
             reason = "not an image" if not is_image_file(file) else "not inside a class folder"
-            plan.skipped.append(Skipped(_rel(file, base), reason))
+            plan.skipped.append(Skipped(relative_name(file, base), reason))
         elif not is_image_file(file):
-            plan.skipped.append(Skipped(_rel(file, base), "not an image"))
-    all_images = {p for d in class_dirs for p in _walk(d) if is_image_file(p)}
+            plan.skipped.append(Skipped(relative_name(file, base), "not an image"))
+    all_images = {p for d in class_dirs for p in walk_files(d) if is_image_file(p)}
     mask_of, named_masks = mask_for(all_images)
     masks = set(mask_of.values()) | named_masks
     images = all_images - masks
@@ -213,15 +173,15 @@ def import_folder(
             if pattern is not None:
                 match = pattern.search(image.name)
                 if match is None:
-                    bad_groups.append(_rel(image, base))
+                    bad_groups.append(relative_name(image, base))
                     continue
                 group = match.group(1) if pattern.groups else match.group(0)
             label = labels[class_dir.name]
-            plan.candidates.append(_Candidate(image, label, None, mask_of.get(image), group))
+            plan.candidates.append(Candidate(image, label, None, mask_of.get(image), group))
     if bad_groups:
         raise DataError(
             f"group pattern {group_pattern!r} (--group-pattern) matches none of these file names: "
-            f"{_listing(bad_groups)}; adjust the pattern so it matches every image name"
+            f"{listing(bad_groups)}; adjust the pattern so it matches every image name"
         )
     claimed = {c.mask for c in plan.candidates if c.mask is not None}
     _skip_orphan_masks(plan, sorted(masks - claimed), base)
@@ -233,7 +193,7 @@ def import_folder(
         "class_map": dict(class_map) if class_map else None,
         "on_bad": on_bad,
     }
-    return _build(base, plan, on_bad, source={"importer": "folder", "options": options})
+    return build_result(base, plan, on_bad, source={"importer": "folder", "options": options})
 
 
 def _labels_for(
@@ -312,66 +272,13 @@ def _auto_masks(files: set[Path]) -> tuple[dict[Path, Path], set[Path]]:
     return {i: m for i, m in found.items() if i not in masks}, named
 
 
-def _build(base: Path, plan: _Plan, on_bad: str, source: dict[str, Any]) -> ImportResult:
-    """Decode and hash every candidate; collect bad files; account for every other file."""
-    samples: list[Sample] = []
-    bad: list[Skipped] = []
-    bad_masks: list[Skipped] = []
-    for candidate in tqdm(plan.candidates, desc="checking images", unit="img", disable=None):
-        try:
-            samples.append(_sample(candidate, base))
-        except ImageReadError as error:
-            image = _rel(candidate.path, base)
-            where = "" if Path(error.path) == candidate.path else f"mask {_rel(error.path, base)}: "
-            bad.append(Skipped(image, where + error.problem))
-            if candidate.mask is not None:
-                bad_masks.append(Skipped(_rel(candidate.mask, base), f"mask of bad image {image}"))
-    if bad and on_bad == "error":
-        raise DataError(
-            f"{base}: {len(bad)} bad file(s): {_listing([f'{b.path} ({b.reason})' for b in bad])}. "
-            'Fix or remove them, or pass on_bad="skip" (CLI: --skip-bad) to import without them'
-        )
-    if not samples:
-        raise DataError(f"{base}: no readable images were found; check the folder and its layout")
-    skipped = plan.skipped + bad + bad_masks
-    _account_for_every_file(base, samples, skipped)
-    manifest = Manifest(root=base, samples=tuple(samples), name=base.name, source=source)
-    return ImportResult(manifest, tuple(skipped), tuple(plan.warnings))
-
-
-def _sample(candidate: _Candidate, base: Path) -> Sample:
-    image = load_image(candidate.path)
-    mask_sha = None
-    if candidate.mask is not None:
-        load_mask(candidate.mask, image.shape[:2], image_path=candidate.path)
-        mask_sha = sha256_file(candidate.mask)
-    return Sample(
-        path=_rel(candidate.path, base),
-        label=candidate.label,
-        sha256=sha256_file(candidate.path),
-        mask_path=None if candidate.mask is None else _rel(candidate.mask, base),
-        mask_sha256=mask_sha,
-        group=candidate.group,
-        split=candidate.split,
-    )
-
-
-def _account_for_every_file(base: Path, samples: list[Sample], skipped: list[Skipped]) -> None:
-    """Nothing is left out silently: list any file no rule used (a safety net)."""
-    used = {s.path for s in samples} | {s.mask_path for s in samples if s.mask_path}
-    used |= {s.path for s in skipped}
-    for file in _walk(base):
-        if _rel(file, base) not in used:
-            skipped.append(Skipped(_rel(file, base), "not used by the importer"))
-
-
-def _skip_orphan_masks(plan: _Plan, orphans: Iterable[Path], base: Path) -> None:
+def _skip_orphan_masks(plan: Plan, orphans: Iterable[Path], base: Path) -> None:
     for mask in orphans:
-        plan.skipped.append(Skipped(_rel(mask, base), "mask with no matching image"))
-        plan.warnings.append(f"{_rel(mask, base)}: mask with no matching image (left out)")
+        plan.skipped.append(Skipped(relative_name(mask, base), "mask with no matching image"))
+        plan.warnings.append(f"{relative_name(mask, base)}: mask with no matching image (left out)")
 
 
-def _warn_about_classes(plan: _Plan, labels: list[str], base: Path) -> None:
+def _warn_about_classes(plan: Plan, labels: list[str], base: Path) -> None:
     if len(labels) == 1 and labels[0] != GOOD:
         plan.warnings.append(
             f"{base}: only one class ({labels[0]!r}) and it is not good; anomaly detection "
@@ -384,29 +291,6 @@ def _warn_about_classes(plan: _Plan, labels: list[str], base: Path) -> None:
         )
 
 
-def _walk(folder: Path) -> list[Path]:
-    """Every non-hidden file under ``folder`` (hidden folders are not entered), sorted."""
-    found = []
-    for current, dirs, files in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        found.extend(Path(current) / f for f in files if not f.startswith("."))
-    return sorted(found)
-
-
-def _check_root(root: str | os.PathLike[str]) -> Path:
-    base = Path(os.path.abspath(root))
-    if not base.exists():
-        raise DataError(f"{base}: dataset folder does not exist; check the path")
-    if not base.is_dir():
-        raise DataError(f"{base}: is a file, not a dataset folder; pass the folder")
-    return base
-
-
-def _check_on_bad(on_bad: str) -> None:
-    if on_bad not in ("error", "skip"):
-        raise ConfigError(f"on_bad must be 'error' or 'skip', got {on_bad!r}")
-
-
 def _compile_group_pattern(group_pattern: str | None) -> re.Pattern[str] | None:
     if group_pattern is None:
         return None
@@ -417,15 +301,3 @@ def _compile_group_pattern(group_pattern: str | None) -> re.Pattern[str] | None:
             f"group pattern {group_pattern!r} is not a valid regex ({error})"
         ) from error
 
-
-def _listing(items: Sequence[str]) -> str:
-    shown = "; ".join(items[:_MAX_LISTED])
-    more = len(items) - _MAX_LISTED
-    return shown + (f"; ... and {more} more" if more > 0 else "")
-
-
-def _rel(path: str | os.PathLike[str], base: Path) -> str:
-    try:
-        return Path(path).relative_to(base).as_posix()
-    except ValueError:
-        return Path(path).as_posix()

@@ -20,8 +20,9 @@ from pathlib import Path
 import yaml
 
 from defectscope.data.images import is_image_file
-from defectscope.data.importers import (ImportResult, Skipped, _build, _Candidate, _check_on_bad,
-                                        _check_root, _listing, _Plan, _rel, _walk)
+from defectscope.data.import_common import (Candidate, ImportResult, Plan, Skipped, build_result,
+                                            check_on_bad, check_root, listing, relative_name,
+                                            walk_files)
 from defectscope.errors import ConfigError, DataError
 from defectscope.types import GOOD, SPLITS
 
@@ -69,8 +70,8 @@ def _label_from_boxes(label_file: Path, names: list[str]) -> tuple[str, bool]:
 def import_yolo(root: str | os.PathLike[str], *, label_rule: str = "boxes",
                 keep_split: bool = False, on_bad: str = "error") -> ImportResult:
     """Import ``root`` (YOLO layout) as a classification dataset; see the module docstring."""
-    base = _check_root(root)
-    _check_on_bad(on_bad)
+    base = check_root(root)
+    check_on_bad(on_bad)
     if label_rule not in LABEL_RULES:
         raise ConfigError(f"label_rule {label_rule!r}: use one of {LABEL_RULES}")
     names = _class_names(base)
@@ -78,14 +79,14 @@ def import_yolo(root: str | os.PathLike[str], *, label_rule: str = "boxes",
     if not images_dir.is_dir():
         raise DataError(f"{base}: no images/ folder; the YOLO layout is images/<split>/*.jpg, "
                         "labels/<split>/*.txt and data.yaml")
-    plan = _Plan()
+    plan = Plan()
     given: Counter = Counter()
     used_labels: set[Path] = set()
     unknown_prefix: list[str] = []
     mixed: list[str] = []
-    for file in _walk(images_dir):
+    for file in walk_files(images_dir):
         if not is_image_file(file):
-            plan.skipped.append(Skipped(_rel(file, base), "not an image"))
+            plan.skipped.append(Skipped(relative_name(file, base), "not an image"))
             continue
         relative = file.relative_to(images_dir)
         folder = relative.parts[0] if len(relative.parts) > 1 else ""
@@ -94,30 +95,30 @@ def import_yolo(root: str | os.PathLike[str], *, label_rule: str = "boxes",
         if label_rule == "prefix":
             label = file.stem.rsplit("_", 1)[0] if "_" in file.stem else file.stem
             if label not in names and label != GOOD:
-                unknown_prefix.append(_rel(file, base))
+                unknown_prefix.append(relative_name(file, base))
         else:
             label, several = _label_from_boxes(label_file, names)
             if several:
-                mixed.append(_rel(file, base))
+                mixed.append(relative_name(file, base))
         split = {"train": "train", "val": "val", "valid": "val", "test": "test"}.get(folder)
         given[split or "none"] += 1
-        plan.candidates.append(_Candidate(path=file, label=label,
+        plan.candidates.append(Candidate(path=file, label=label,
                                           split=split if keep_split else None))
     if unknown_prefix:
         raise DataError(f"{len(unknown_prefix)} file-name prefixes name no class of data.yaml "
-                        f"({', '.join(names)}): {_listing(unknown_prefix)}")
+                        f"({', '.join(names)}): {listing(unknown_prefix)}")
     if mixed:
         plan.warnings.append(f"{len(mixed)} images have boxes of several classes and were "
                              f"labelled by the most frequent one (e.g. {mixed[0]}); if the file "
                              "names carry the class, import with label_rule='prefix' "
                              "(CLI: --label-rule prefix)")
-    orphans = [f for f in _walk(labels_dir) if f.suffix == ".txt" and f not in used_labels] \
+    orphans = [f for f in walk_files(labels_dir) if f.suffix == ".txt" and f not in used_labels] \
         if labels_dir.is_dir() else []
     if orphans:
         plan.warnings.append(f"{len(orphans)} label files have no image (e.g. "
-                             f"{_rel(orphans[0], base)}); they are ignored")
-    for file in (_walk(labels_dir) if labels_dir.is_dir() else []):
-        plan.skipped.append(Skipped(_rel(file, base), "YOLO label file (read for the label)"
+                             f"{relative_name(orphans[0], base)}); they are ignored")
+    for file in (walk_files(labels_dir) if labels_dir.is_dir() else []):
+        plan.skipped.append(Skipped(relative_name(file, base), "YOLO label file (read for the label)"
                                     if file in used_labels else "label file without an image"))
     plan.skipped.append(Skipped("data.yaml", "YOLO class names (read)"))
     if keep_split and given["none"]:
@@ -125,4 +126,4 @@ def import_yolo(root: str | os.PathLike[str], *, label_rule: str = "boxes",
     source = {"importer": "yolo", "label_rule": label_rule, "class_names": names,
               "given_split": {k: v for k, v in given.items() if k in SPLITS},
               "keep_split": keep_split}
-    return _build(base, plan, on_bad, source)
+    return build_result(base, plan, on_bad, source)

@@ -28,7 +28,8 @@ from defectscope.data.detection_export import copy_export, plan_export, prepare_
 from defectscope.data.detection_import import DetectionImport, PendingImage, RawBox, \
     build_detection_import
 from defectscope.data.images import is_image_file
-from defectscope.data.importers import Skipped, _check_on_bad, _check_root, _listing, _rel, _walk
+from defectscope.data.import_common import (Skipped, check_on_bad, check_root, listing,
+                                            relative_name, walk_files)
 from defectscope.data.yolo import _class_names
 from defectscope.errors import DataError
 from defectscope.fileio import write_text_atomic
@@ -42,7 +43,7 @@ _LAYOUT = "the YOLO layout is images/<split>/*.jpg, labels/<split>/*.txt and dat
 
 def _read_labels(label_file: Path, names: list[str], base: Path
                  ) -> tuple[tuple[RawBox, ...], str | None]:
-    rel = _rel(label_file, base)
+    rel = relative_name(label_file, base)
     try:
         lines = label_file.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as error:
@@ -71,8 +72,8 @@ def _read_labels(label_file: Path, names: list[str], base: Path
 def import_yolo_boxes(root: str | os.PathLike[str], *, keep_split: bool = True,
                       on_bad: str = "error", verify: bool = True) -> DetectionImport:
     """Import ``root`` (YOLO layout) with its boxes; see the module docstring."""
-    base = _check_root(root)
-    _check_on_bad(on_bad)
+    base = check_root(root)
+    check_on_bad(on_bad)
     names = _class_names(base)
     images_dir, labels_dir, templates_dir = base / "images", base / "labels", base / "templates"
     if not images_dir.is_dir():
@@ -81,15 +82,15 @@ def import_yolo_boxes(root: str | os.PathLike[str], *, keep_split: bool = True,
     skipped: list[Skipped] = []
     used: set[Path] = set()
     unlabelled: list[str] = []
-    for file in _walk(images_dir):
+    for file in walk_files(images_dir):
         if not is_image_file(file):
-            skipped.append(Skipped(_rel(file, base), "not an image"))
+            skipped.append(Skipped(relative_name(file, base), "not an image"))
             continue
         relative = file.relative_to(images_dir)
         folder = relative.parts[0] if len(relative.parts) > 1 else ""
         split = _SPLIT_FOLDERS.get(folder) if keep_split else None
         if keep_split and split is None:
-            raise DataError(f"{_rel(file, base)}: not under images/train, val or test; move it "
+            raise DataError(f"{relative_name(file, base)}: not under images/train, val or test; move it "
                             "there or import with keep_split=False")
         label_file = (labels_dir / relative).with_suffix(".txt")
         template_file = templates_dir / relative
@@ -100,7 +101,7 @@ def import_yolo_boxes(root: str | os.PathLike[str], *, keep_split: bool = True,
             used.add(label_file)
             boxes, problem = _read_labels(label_file, names, base)
         else:
-            unlabelled.append(_rel(file, base))
+            unlabelled.append(relative_name(file, base))
         if template is not None:
             used.add(template)
         pending.append(PendingImage(file, boxes, template, None, split, problem))
@@ -109,14 +110,14 @@ def import_yolo_boxes(root: str | os.PathLike[str], *, keep_split: bool = True,
     warnings = []
     if unlabelled:
         warnings.append(f"{len(unlabelled)} image(s) have no label file and were imported as "
-                        f"defect-free: {_listing(unlabelled)}")
-    orphans = [f for f in _walk(labels_dir) if f.suffix == ".txt" and f not in used] \
+                        f"defect-free: {listing(unlabelled)}")
+    orphans = [f for f in walk_files(labels_dir) if f.suffix == ".txt" and f not in used] \
         if labels_dir.is_dir() else []
     if orphans:
-        listed = [_rel(f, base) for f in orphans]
+        listed = [relative_name(f, base) for f in orphans]
         skipped.extend(Skipped(f, "label file without an image") for f in listed)
         warnings.append(f"{len(listed)} label file(s) without an image were left out: "
-                        f"{_listing(listed)}")
+                        f"{listing(listed)}")
     source = {"importer": "yolo-boxes", "class_names": names,
               "options": {"keep_split": keep_split, "on_bad": on_bad, "verify": verify}}
     return build_detection_import(base, pending, names, on_bad=on_bad, source=source,
