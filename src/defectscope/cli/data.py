@@ -4,8 +4,8 @@ Only argument parsing and printing live here; the work is done by ``defectscope.
 datasets (boxes: DeepPCB, COCO, YOLO boxes) go through ``cli/detection_data.py``.
 
     defectscope data import --data data/magnetic-tile --out tiles.json
-    defectscope data split tiles.json --out tiles-split.json --seed 0
-    defectscope data info tiles-split.json --verify
+    defectscope data split tiles.json --out tiles-split.json --seed 0 --near-duplicates
+    defectscope data info tiles-split.json --verify --near-duplicates
     defectscope data import --format deeppcb --data data/deeppcb --out pcb.json
     defectscope data convert --from deeppcb data/deeppcb --to yolo out/pcb-yolo
 """
@@ -20,8 +20,11 @@ from typing import Any
 from defectscope.cli.detection_data import (DETECTION_FORMATS, add_convert, is_detection_json,
                                             run_import_detection, run_info_detection,
                                             run_split_detection)
+from defectscope.data.images import load_image
 from defectscope.data.importers import ImportResult, import_dataset
 from defectscope.data.manifest import Manifest
+from defectscope.data.near_duplicates import (cross_split_groups, find_near_duplicates,
+                                              group_near_duplicates)
 from defectscope.data.splits import split_manifest
 from defectscope.data.summary import format_summary
 from defectscope.errors import ConfigError
@@ -149,6 +152,13 @@ def _add_info(commands: argparse._SubParsersAction) -> None:
         action="store_true",
         help="re-hash every image and mask; list missing or changed files and exit 1 if any",
     )
+    parser.add_argument(
+        "--near-duplicates",
+        action="store_true",
+        help="look for re-shots of one spot (other lighting, small shift) that sit in different "
+        "splits, a leak that flatters test figures; exit 1 if any",
+    )
+    _add_near_duplicate_options(parser)
     parser.set_defaults(handler=run_info)
 
 
@@ -170,7 +180,25 @@ def _add_split(commands: argparse._SubParsersAction) -> None:
         help="split proportions summing to 1 (default: 0.7,0.15,0.15)",
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument(
+        "--near-duplicates",
+        action="store_true",
+        help="first find re-shots of one spot (other lighting, small shift) and keep each set in "
+        "one split (about 50 ms per image)",
+    )
+    _add_near_duplicate_options(parser)
     parser.set_defaults(handler=run_split)
+
+
+def _add_near_duplicate_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--min-inliers",
+        type=int,
+        default=20,
+        metavar="N",
+        help="keypoint matches that must agree on one move for two images to count as one spot "
+        "(default: 20; unrelated images give about 10 by chance)",
+    )
 
 
 def run_import(args: argparse.Namespace) -> int:
@@ -193,12 +221,15 @@ def run_info(args: argparse.Namespace) -> int:
         return run_info_detection(args.manifest, verify=args.verify)
     manifest = Manifest.load(args.manifest)
     print(format_summary(manifest))
+    status = 0
+    if args.near_duplicates:
+        status = _report_leaks(manifest, args.min_inliers)
     if not args.verify:
-        return 0
+        return status
     problems = manifest.verify_files()
     if not problems:
         print(f"\nVerified: all files match the manifest ({len(manifest.samples)} images).")
-        return 0
+        return status
     print(f"\n{len(problems)} file(s) differ from the manifest:")
     for path, problem in problems:
         print(f"  {path}: {problem}")
@@ -212,11 +243,34 @@ def run_split(args: argparse.Namespace) -> int:
         return run_split_detection(args.manifest, args.out, _parse_fractions(args.fractions),
                                    args.seed)
     manifest = Manifest.load(args.manifest)
-    result = split_manifest(manifest, _parse_fractions(args.fractions), seed=args.seed)
-    print(format_summary(result.manifest, warnings=result.warnings))
+    fractions = _parse_fractions(args.fractions)
+    notes: tuple[str, ...] = ()
+    if args.near_duplicates:
+        manifest, report = group_near_duplicates(manifest, min_inliers=args.min_inliers)
+        notes = tuple(report.lines())
+    result = split_manifest(manifest, fractions, seed=args.seed)
+    print(format_summary(result.manifest, warnings=notes + result.warnings))
     written = result.manifest.save(args.out)
     print(f"\nWrote {written}")
     return 0
+
+
+def _report_leaks(manifest: Manifest, min_inliers: int) -> int:
+    """Print sets of near-duplicate images that straddle splits; 1 if there are any."""
+    found = find_near_duplicates([manifest.path_of(s) for s in manifest.samples],
+                                 loader=load_image, min_inliers=min_inliers)
+    leaks = cross_split_groups(manifest, found)
+    n_images = sum(len(group) for group in leaks)
+    if not leaks:
+        print(f"\nNear-duplicates: {found.n_grouped} images are re-shots of another image; no set "
+              "straddles two splits.")
+        return 0
+    print(f"\nLEAK: {len(leaks)} set(s) of near-duplicate images ({n_images} images) straddle "
+          "splits, so test figures are flattered. Re-split with `defectscope data split "
+          "--near-duplicates`. First sets:")
+    for group in leaks[:10]:
+        print("  " + "; ".join(f"{s.path} ({s.split})" for s in group))
+    return 1
 
 
 def _add_synthesize(commands: argparse._SubParsersAction) -> None:

@@ -1,0 +1,171 @@
+"""Near-duplicate grouping: re-shots of one spot are found, unrelated images are not, splits keep
+every re-shot set together, and leaks across existing splits are reported."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections import defaultdict
+
+import cv2
+import numpy as np
+import pytest
+
+from defectscope.cli import main
+from defectscope.data.importers import import_folder
+from defectscope.data.near_duplicates import (cross_split_groups, find_near_duplicates,
+                                              group_near_duplicates, texture_thumbnail)
+from defectscope.data.splits import split_manifest
+from defectscope.errors import ConfigError
+
+
+def surface(seed: int, size=(180, 220)) -> np.ndarray:
+    """A grey part surface with its own pits and scratches (what makes a spot recognisable)."""
+    rng = np.random.default_rng(seed)
+    h, w = size
+    noise = cv2.GaussianBlur(rng.normal(0, 1, (h, w)).astype(np.float32), (0, 0), 1.5)
+    image = 120 + 25 * noise / noise.std()
+    image += 6 * np.sin(np.arange(w) / 1.7)[None, :]  # brushing lines every part shares
+    for _ in range(12):
+        centre = (int(rng.integers(10, w - 10)), int(rng.integers(10, h - 10)))
+        cv2.circle(image, centre, int(rng.integers(2, 5)), float(rng.integers(30, 70)), -1)
+    for _ in range(4):
+        a = (int(rng.integers(0, w)), int(rng.integers(0, h)))
+        b = (int(rng.integers(0, w)), int(rng.integers(0, h)))
+        cv2.line(image, a, b, 200.0, 1)
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def reshoot(grey: np.ndarray, seed: int) -> np.ndarray:
+    """The same spot under other lighting, shifted by a few pixels, with sensor noise, as RGB."""
+    rng = np.random.default_rng(seed)
+    h, w = grey.shape
+    shift = np.float32([[1, 0, rng.uniform(-4, 4)], [0, 1, rng.uniform(-4, 4)]])
+    moved = cv2.warpAffine(grey.astype(np.float32), shift, (w, h), borderMode=cv2.BORDER_REFLECT)
+    shading = np.linspace(rng.uniform(0.6, 0.9), rng.uniform(1.0, 1.3), w)[None, :]
+    image = moved * shading + rng.uniform(-20, 20) + rng.normal(0, 2, (h, w))
+    return cv2.cvtColor(np.clip(image, 0, 255).astype(np.uint8), cv2.COLOR_GRAY2RGB)
+
+
+def spots(n_spots: int, shots: int, first_seed: int = 0) -> list[np.ndarray]:
+    images = []
+    for spot in range(n_spots):
+        base = surface(first_seed + spot)
+        images += [reshoot(base, 1000 * spot + k) for k in range(shots)]
+    return images
+
+
+def test_reshots_of_one_spot_group_and_different_spots_do_not():
+    images = spots(4, 3) + spots(3, 1, first_seed=50)  # 4 spots x 3 shots, then 3 loners
+    result = find_near_duplicates(images, progress=False)
+    assert result.groups() == [[0, 1, 2], [3, 4, 5], [6, 7, 8], [9, 10, 11]]
+    assert result.group_of[12:] == (12, 13, 14)
+    assert result.n_grouped == 12 and result.n_matches >= 8
+
+
+def test_result_does_not_depend_on_the_order_of_the_images():
+    images = spots(3, 2) + spots(2, 1, first_seed=70)
+    order = [6, 3, 0, 5, 1, 7, 2, 4]
+    shuffled = find_near_duplicates([images[i] for i in order], progress=False)
+    as_sets = {frozenset(order[i] for i in g) for g in shuffled.groups()}
+    assert as_sets == {frozenset({0, 1}), frozenset({2, 3}), frozenset({4, 5})}
+
+
+def test_featureless_and_tiny_images_are_left_alone_without_error():
+    flat = np.full((64, 64, 3), 128, np.uint8)
+    tiny = np.zeros((2, 3), np.uint8)
+    result = find_near_duplicates([flat, flat.copy(), tiny], progress=False)
+    assert result.groups() == []  # no keypoints: nothing can be proved, so nothing is merged
+    assert find_near_duplicates([flat], progress=False).groups() == []
+
+
+def test_thumbnail_ignores_brightness_and_shading():
+    grey = surface(3)
+    a = texture_thumbnail(grey)
+    assert np.isclose(np.linalg.norm(a), 1.0)
+    assert float(a @ texture_thumbnail(np.clip(grey * 0.6 + 30, 0, 255))) > 0.99
+    shaded = grey * np.linspace(0.7, 1.2, grey.shape[1])[None, :]
+    assert float(a @ texture_thumbnail(shaded)) > 0.9
+    assert abs(float(a @ texture_thumbnail(surface(4)))) < 0.1
+
+
+@pytest.mark.parametrize("options", [{"candidates": 0}, {"min_inliers": 2}])
+def test_bad_settings_are_clear_errors(options):
+    with pytest.raises(ConfigError):
+        find_near_duplicates(spots(1, 2), progress=False, **options)
+
+
+@pytest.fixture
+def reshot_dataset(tmp_path):
+    """good/ holds 6 spots x 3 shots; scratch/ 3 spots x 3 shots, one re-shot also in good/."""
+    root = tmp_path / "parts"
+    for label, first_seed in (("good", 0), ("scratch", 100)):
+        folder = root / label
+        folder.mkdir(parents=True)
+        n_spots = 6 if label == "good" else 3
+        for spot, image in enumerate(spots(n_spots, 3, first_seed)):
+            cv2.imwrite(str(folder / f"{label}_{spot:02d}.png"), image)
+    conflict = reshoot(surface(100), 77)  # scratch spot 0, filed as good by mistake
+    cv2.imwrite(str(root / "good" / "good_zz.png"), conflict)
+    return root
+
+
+def _split_of_each_spot(manifest):
+    splits = defaultdict(set)
+    for sample in manifest.samples:
+        name = sample.path.rsplit("/", 1)[-1]
+        spot = (sample.label, int(name.split("_")[1][:2]) // 3) if "zz" not in name else (
+            "scratch", 0)
+        splits[spot].add(sample.split)
+    return splits
+
+
+def test_grouping_keeps_every_reshot_set_in_one_split_and_flags_mixed_labels(reshot_dataset):
+    manifest = import_folder(reshot_dataset).manifest
+    grouped, report = group_near_duplicates(manifest, progress=False)
+    assert report.n_images == 28 and report.n_groups == 9 and report.n_grouped == 28
+    assert report.largest == 4
+    assert report.mixed_labels == (("good", "scratch"),)
+    assert any("mix labels" in line for line in report.lines())
+    for seed in range(5):
+        split = split_manifest(grouped, seed=seed).manifest
+        assert all(len(s) == 1 for s in _split_of_each_spot(split).values())
+
+
+def test_existing_groups_are_kept_and_merged_through_reshots(reshot_dataset):
+    manifest = import_folder(reshot_dataset).manifest
+    samples = list(manifest.samples)
+    by_name = {s.path.rsplit("/", 1)[-1]: i for i, s in enumerate(samples)}
+    # Two lots; good_00 (spot 0) is in lot A, good_03 (spot 1) in lot B: unrelated spots.
+    samples[by_name["good_00.png"]] = dataclasses.replace(samples[by_name["good_00.png"]], group="A")
+    samples[by_name["good_03.png"]] = dataclasses.replace(samples[by_name["good_03.png"]], group="B")
+    grouped, _ = group_near_duplicates(manifest.with_samples(samples), progress=False)
+    group = {s.path.rsplit("/", 1)[-1]: s.group for s in grouped.samples}
+    assert group["good_00.png"] == group["good_01.png"] == group["good_02.png"] == "A"
+    assert group["good_03.png"] == group["good_04.png"] == "B"
+
+
+def test_leaks_across_existing_splits_are_found(reshot_dataset):
+    manifest = split_manifest(import_folder(reshot_dataset).manifest, seed=0).manifest
+    found = find_near_duplicates([manifest.path_of(s) for s in manifest.samples],
+                                 loader=lambda p: cv2.imread(str(p)), progress=False)
+    leaks = cross_split_groups(manifest, found)
+    straddling = [spot for spot, s in _split_of_each_spot(manifest).items() if len(s) > 1]
+    assert len(leaks) == len(straddling) > 0  # a plain random split of re-shots leaks
+
+
+def test_cli_split_with_near_duplicates_and_info_reports_leaks(reshot_dataset, tmp_path, capsys):
+    raw = tmp_path / "raw.json"
+    assert main(["data", "import", "--data", str(reshot_dataset), "--out", str(raw)]) == 0
+    leaky, clean = tmp_path / "leaky.json", tmp_path / "clean.json"
+    assert main(["data", "split", str(raw), "--out", str(leaky)]) == 0
+    capsys.readouterr()
+    assert main(["data", "info", str(leaky), "--near-duplicates"]) == 1
+    assert "LEAK" in capsys.readouterr().out
+    assert main(["data", "split", str(raw), "--out", str(clean), "--near-duplicates"]) == 0
+    out = capsys.readouterr().out
+    assert "28 of 28 images are re-shots" in out and "mix labels" in out
+    assert main(["data", "info", str(clean), "--near-duplicates"]) == 0
+    assert "no set straddles two splits" in capsys.readouterr().out
+    groups = {s["group"] for s in json.loads(clean.read_text())["samples"]}
+    assert len(groups) == 9
