@@ -4,8 +4,14 @@ Split (fixed, so figures compare across versions and with Anomalib): the MT_Free
 file name, the first 70% to train and the rest to test; every defective image is a test image.
 Each model runs in a fresh subprocess so its peak memory is its own.
 
+Magnetic Tile holds about six exposures of each spot (``defectscope data split
+--near-duplicates`` finds them), so in that split most good test images have a re-shot of the
+same spot among the training images, which a memory-bank model all but remembers. The script
+prints how many. ``--split grouped`` keeps each spot's exposures together instead: 70% of the
+spots that have only good images train, every other image tests.
+
     .venv/bin/python benchmarks/anomaly_magnetic_tile.py [--models patchcore padim]
-        [--data PATH] [--subsample N] [--options '{"image_size": 320}']
+        [--data PATH] [--subsample N] [--options '{"image_size": 320}'] [--split grouped]
 
 ``--data`` defaults to ``$DEFECTSCOPE_SHARED_DATA/magnetic-tile`` or ``<repo>/../shared/data/
 magnetic-tile``. ``--subsample N`` keeps every N-th image of each group (quick checks only; the
@@ -39,29 +45,78 @@ def default_data() -> Path:
     return base / "magnetic-tile"
 
 
-def split(data: Path, subsample: int) -> tuple[list[Path], list[tuple[Path, str]]]:
+def split(data: Path, subsample: int, how: str = "name"
+          ) -> tuple[list[Path], list[tuple[Path, str]]]:
     """Training paths and (test path, label) pairs; label ``"good"`` or the defect class."""
     free = sorted((data / "MT_Free" / "Imgs").glob("*.jpg"))
-    cut = int(len(free) * TRAIN_FRACTION)
-    train = free[:cut][::subsample]
-    test = [(path, "good") for path in free[cut:][::subsample]]
+    if how == "name":
+        cut = int(len(free) * TRAIN_FRACTION)
+        train_free, test_free = free[:cut], free[cut:]
+    else:
+        train_free, test_free = _grouped_free_split(data, free)
+    train = train_free[::subsample]
+    test = [(path, "good") for path in test_free[::subsample]]
     for name in CLASSES:
         test += [(p, name) for p in sorted((data / f"MT_{name}" / "Imgs").glob("*.jpg"))[::subsample]]
     return train, test
+
+
+def spot_groups(data: Path) -> dict[str, int]:
+    """Near-duplicate group of every Magnetic Tile image (by path), cached (a minute's work)."""
+    from defectscope.data.near_duplicates import find_near_duplicates
+    from defectscope.data import load_image
+
+    paths = sorted(str(p) for p in data.glob("MT_*/Imgs/*.jpg"))
+    cache = REPO / "benchmarks" / "results" / "magnetic-tile-spots.json"
+    if cache.exists():
+        cached = json.loads(cache.read_text())
+        if sorted(cached) == paths:
+            return cached
+    found = find_near_duplicates(paths, loader=load_image, progress=False)
+    groups = {path: int(g) for path, g in zip(paths, found.group_of)}
+    cache.parent.mkdir(exist_ok=True)
+    cache.write_text(json.dumps(groups))
+    return groups
+
+
+def _grouped_free_split(data: Path, free: list[Path]) -> tuple[list[Path], list[Path]]:
+    """70% of the all-good spots (seeded order) train; the rest, and good images of spots that
+    also have a defective image, test."""
+    groups = spot_groups(data)
+    defect_spots = {g for p, g in groups.items() if "MT_Free" not in p}
+    spots = sorted({groups[str(p)] for p in free} - defect_spots)
+    order = np.random.default_rng(0).permutation(len(spots))
+    train_spots = {spots[i] for i in order[: int(round(len(spots) * TRAIN_FRACTION))]}
+    train = [p for p in free if groups[str(p)] in train_spots]
+    return train, [p for p in free if groups[str(p)] not in train_spots]
+
+
+def reshot_in_training(data: Path, train: list[Path], test: list[tuple[Path, str]]) -> dict:
+    """How many test images of each kind have a re-shot of the same spot among the training
+    images."""
+    groups = spot_groups(data)
+    seen = {groups[str(p)] for p in train}
+    counts: dict[str, list[int]] = {}
+    for path, label in test:
+        kind = "good" if label == "good" else "defective"
+        hit, total = counts.get(kind, [0, 0])
+        counts[kind] = [hit + (groups[str(path)] in seen), total + 1]
+    return counts
 
 
 def peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: kilobytes
 
 
-def run_model(name: str, data: Path, subsample: int, options: dict) -> dict:
+def run_model(name: str, data: Path, subsample: int, options: dict, how: str = "name"
+              ) -> dict:
     """Fit and evaluate one model in this process; returns the figures as a dict."""
     from defectscope.data import load_image, load_mask
     from defectscope.evaluation.metrics import auroc
     from defectscope.evaluation.pixel_metrics import aupro, pixel_auroc
     from defectscope.models import create_model
 
-    train, test = split(data, subsample)
+    train, test = split(data, subsample, how)
     model = create_model(name, **options)
     start = time.perf_counter()
     model.fit(load_image(path) for path in train)
@@ -91,6 +146,7 @@ def run_model(name: str, data: Path, subsample: int, options: dict) -> dict:
     bank = getattr(model, "memory_bank_", None)
     return {
         "model": name,
+        "split": how,
         "options": options,
         "config": model.config.to_dict(),
         "image_auroc": auroc(scores, is_defect),
@@ -134,6 +190,8 @@ def print_table(results: list[dict]) -> None:
     print(header)
     for label, get in rows:
         print(f"{label:28}" + "".join(f"{get(r):>14}" for r in results))
+    if results[0].get("split", "name") != "name":
+        return
     print("\nAnomalib 2.7 on the same split (EfficientNet-Lite0):")
     for name, anchor in ANCHORS.items():
         print(f"  {name}: image AUROC {anchor['image_auroc']:.3f}, "
@@ -146,6 +204,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=default_data())
     parser.add_argument("--subsample", type=int, default=1, help="keep every N-th image")
     parser.add_argument("--options", default="{}", help="JSON model options, for experiments")
+    parser.add_argument("--split", choices=("name", "grouped"), default="name",
+                        help="name: the fixed name-sorted split (default); grouped: each spot's "
+                             "exposures on one side")
     parser.add_argument("--worker", help=argparse.SUPPRESS)  # run one model, print JSON
     args = parser.parse_args(argv)
     if not (args.data / "MT_Free" / "Imgs").is_dir():
@@ -154,21 +215,25 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     options = json.loads(args.options)
     if args.worker:
-        result = run_model(args.worker, args.data, args.subsample, options)
+        result = run_model(args.worker, args.data, args.subsample, options, args.split)
         print("RESULT " + json.dumps(result))
         return 0
     results = []
     for name in args.models:
         command = [sys.executable, __file__, "--worker", name, "--data", str(args.data),
-                   "--subsample", str(args.subsample), "--options", args.options]
+                   "--subsample", str(args.subsample), "--options", args.options,
+                   "--split", args.split]
         done = subprocess.run(command, capture_output=True, text=True)
         lines = [l for l in done.stdout.splitlines() if l.startswith("RESULT ")]
         if done.returncode != 0 or not lines:
             print(f"{name} failed:\n{done.stderr[-3000:]}", file=sys.stderr)
             return 1
         results.append(json.loads(lines[-1][len("RESULT "):]))
-    print(f"Magnetic Tile, {args.data}, subsample {args.subsample}\n")
+    print(f"Magnetic Tile, {args.data}, split {args.split}, subsample {args.subsample}\n")
     print_table(results)
+    train, test = split(args.data, args.subsample, args.split)
+    for kind, (hit, total) in reshot_in_training(args.data, train, test).items():
+        print(f"{kind} test images with a re-shot of the same spot in training: {hit} of {total}")
     for result in results:
         print("JSON " + json.dumps(result))
     return 0

@@ -169,3 +169,14 @@ def test_cli_split_with_near_duplicates_and_info_reports_leaks(reshot_dataset, t
     assert "no set straddles two splits" in capsys.readouterr().out
     groups = {s["group"] for s in json.loads(clean.read_text())["samples"]}
     assert len(groups) == 9
+
+
+def test_train_with_near_duplicates_keeps_each_spot_in_one_split(reshot_dataset, tmp_path, capsys):
+    from defectscope.bundle import load_bundle
+
+    out = tmp_path / "model"
+    assert main(["train", "--data", str(reshot_dataset), "--model", "padim", "--out", str(out),
+                 "--image-size", "64", "--near-duplicates", "--quiet"]) == 0
+    assert "re-shots of another image" in capsys.readouterr().err
+    manifest = load_bundle(out).manifest()
+    assert all(len(s) == 1 for s in _split_of_each_spot(manifest).values())
