@@ -100,18 +100,16 @@ def run(part: str, args) -> dict:
         manifest = import_dataset(DATA / "neu-det", "yolo", label_rule=args.label_rule).manifest
         train_supervised(manifest, "classifier", out, options=options, seed=args.seed, log=print,
                          progress=False)
-    elif part == "tile-classifier":
-        manifest = _tile_manifest(args.seed, args.leaky_split)
-        train_supervised(manifest, "classifier", out, options={**options, "task": args.task},
-                         seed=args.seed, log=print, progress=False, threshold_rule="f1_max")
-    elif part == "tile-segmenter":
+    elif part in ("tile-classifier", "tile-segmenter"):
         manifest = _tile_manifest(args.seed, args.leaky_split)
         if args.synthetic:
             from defectscope.data.synthesize import add_synthetic_to_train
             manifest = add_synthetic_to_train(manifest, args.synthetic, Path(out).parent / "syn",
                                               seed=args.seed)
-        train_supervised(manifest, "segmenter", out, options=options, seed=args.seed, log=print,
-                         progress=False, threshold_rule="f1_max")
+        model, extra = (("classifier", {"task": args.task}) if part == "tile-classifier"
+                        else ("segmenter", {}))
+        train_supervised(manifest, model, out, options={**options, **extra}, seed=args.seed,
+                         log=print, progress=False, threshold_rule="f1_max")
     elif part == "tile-anomaly":
         manifest = _tile_manifest(args.seed, args.leaky_split)
         train_anomaly(manifest, args.model, out, options={"image_size": args.image_size},
@@ -121,8 +119,8 @@ def run(part: str, args) -> dict:
     train_seconds = time.perf_counter() - started
     bundle = load_bundle(out)
     evaluate = evaluate_bundle if part == "tile-anomaly" else evaluate_supervised
-    eval_manifest = (manifest if part != "tile-segmenter"
-                     else _tile_manifest(args.seed, args.leaky_split))
+    eval_manifest = (_tile_manifest(args.seed, args.leaky_split) if args.synthetic
+                     else manifest)  # real images only: synthetic ones never score as test
     report, records = evaluate(bundle, eval_manifest, "test", progress=False)
     if args.scores_out:
         _, val_records = evaluate(bundle, eval_manifest, "val", progress=False)
@@ -147,7 +145,8 @@ def main() -> None:
     parser.add_argument("--max-minutes", type=float, default=None)
     parser.add_argument("--label-rule", default="prefix", choices=("boxes", "prefix"))
     parser.add_argument("--synthetic", type=int, default=0,
-                        help="tile-segmenter: add N synthetic defects made from train good images")
+                        help="tile-classifier/-segmenter: add N synthetic defects made from "
+                             "train good images")
     parser.add_argument("--model", default="padim", help="tile-anomaly: padim or patchcore")
     parser.add_argument("--task", default="binary", choices=("binary", "multiclass"),
                         help="tile-classifier: pass/fail head, or good plus each defect type "

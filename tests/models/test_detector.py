@@ -48,9 +48,13 @@ def dataset(tmp_path_factory) -> DetectionDataset:
 
 @pytest.fixture(scope="module")
 def fitted(dataset) -> BoxDetector:
-    torch.set_num_threads(1)
-    return BoxDetector(**FAST).fit(dataset, dataset.select("train"), dataset.select("val"),
-                                   progress=False, log=lambda message: None)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny batches: one thread is faster; restored for later tests
+    try:
+        return BoxDetector(**FAST).fit(dataset, dataset.select("train"), dataset.select("val"),
+                                       progress=False, log=lambda message: None)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _iou(a, b) -> float:
