@@ -29,8 +29,9 @@ def test_a_plain_split_leaks_and_the_check_counts_it(parts, tmp_path, capsys):
     _train(parts, tmp_path / "model")
     report = tmp_path / "report.json"
     assert main(["test", "--model", str(tmp_path / "model"), "--data", str(parts), "--report",
-                 str(report), "--no-plots", "--quiet", "--check-leaks"]) == 0
+                 str(report), "--quiet", "--check-leaks"]) == 0
     assert "figures are flattered" in capsys.readouterr().out
+    assert "<h2>Leak check</h2>" in report.with_suffix(".html").read_text()
     check = json.loads(report.read_text())["leak_check"]
     bundle = load_bundle(tmp_path / "model")
     manifest = bundle.manifest()

@@ -39,7 +39,8 @@ _HEADLINE = (
     ("n_unsure", "UNSURE verdicts"),
     ("n_nonfinite_scores", "Images without a finite score"),
 )
-_SECTIONS = {"threshold", "calibration", "confusion_matrix", "per_type_recall", "per_type_counts"}
+_SECTIONS = {"threshold", "calibration", "confusion_matrix", "per_type_recall", "per_type_counts",
+             "leak_check"}
 _PLOT_TITLES = {
     "roc": "ROC curve",
     "pr": "Precision-recall curve",
@@ -111,6 +112,23 @@ def _per_type(report: Mapping[str, Any]) -> str:
     return "<h2>Recall per defect type</h2>" + _table(("Defect type", "Images", "Recall"), rows)
 
 
+def _leak_check(report: Mapping[str, Any]) -> str:
+    """``test --check-leaks``: how many evaluated images are re-shots of seen ones, and which."""
+    check = report.get("leak_check")
+    if not isinstance(check, Mapping):
+        return ""
+    found, total = check.get("n_with_reshot", 0), check.get("n_evaluated", 0)
+    verdict = ("figures are flattered: re-split with <code>defectscope data split "
+               "--near-duplicates</code> and retrain" if found else "no leak found")
+    text = (f"<h2>Leak check</h2><p>{found} of {total} evaluated images are re-shots of a spot "
+            f"the model trained or calibrated on ({check.get('n_seen', 0)} seen images "
+            f"compared): {verdict}.</p>")
+    examples = check.get("examples") or []
+    if examples:
+        text += _table(("Evaluated image", "Re-shot the model saw"), examples)
+    return text
+
+
 def _details(report: Mapping[str, Any]) -> str:
     """Whatever else the report carries (model name, dataset version...), in one table."""
     known = {key for key, _ in _HEADLINE} | _SECTIONS
@@ -143,6 +161,7 @@ def render_html(report: dict[str, Any], plot_paths: dict[str, Path], html_path: 
             _threshold(report),
             _confusion(report),
             _per_type(report),
+            _leak_check(report),
             _details(report),
             _plots(plot_paths, html_path.parent),
         )
