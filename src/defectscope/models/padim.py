@@ -89,7 +89,10 @@ class PaDiM(AnomalyModel):
         covariance = (self._outer - n * torch.einsum("pi,pj->pij", mean, mean)) / (n - 1)
         covariance += self.config.regularisation * torch.eye(covariance.shape[-1], dtype=torch.float64)
         self.mean_ = mean.float()
-        self.inverse_covariance_ = torch.linalg.inv(covariance).float().contiguous()
+        # numpy's LAPACK, not torch's: torch's batched LU (MKL) has failed with "Pivots given to
+        # lu_solve must all be >= 1" after the process changed torch's thread count.
+        inverse = np.linalg.inv(covariance.numpy())
+        self.inverse_covariance_ = torch.from_numpy(inverse).float().contiguous()
         del self._sum, self._outer, self._count
 
     def _score_embeddings(self, embeddings: torch.Tensor) -> tuple[np.ndarray, float]:
