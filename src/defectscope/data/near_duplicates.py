@@ -1,4 +1,4 @@
-"""Find images that show the same physical spot (re-shot, other lighting, small shift) and group them.
+"""Find images of the same physical spot (re-shot, other lighting, small shift) and group them.
 
 Why: a dataset often holds several pictures of one part: the same tile under six lighting
 set-ups, a part photographed twice on the line. Split such images at random and the test split
@@ -70,6 +70,27 @@ class NearDuplicateResult:
         return sum(len(g) for g in self.groups())
 
 
+class _DisjointSets:
+    """Union-find over 0..n-1; a set's root is its smallest member."""
+
+    def __init__(self, n: int) -> None:
+        self._parent = list(range(n))
+
+    def root(self, i: int) -> int:
+        while self._parent[i] != i:
+            self._parent[i] = self._parent[self._parent[i]]
+            i = self._parent[i]
+        return i
+
+    def join(self, i: int, j: int) -> None:
+        ri, rj = self.root(i), self.root(j)
+        if ri != rj:
+            self._parent[max(ri, rj)] = min(ri, rj)
+
+    def roots(self) -> list[int]:
+        return [self.root(i) for i in range(len(self._parent))]
+
+
 @dataclass(frozen=True)
 class _Image:
     thumbnail: np.ndarray
@@ -87,7 +108,8 @@ def _grey(image: np.ndarray) -> np.ndarray:
 
 def texture_thumbnail(grey: np.ndarray) -> np.ndarray:
     """Unit-length texture signature of a grey image: shading and straight lines removed."""
-    small = cv2.resize(grey.astype(np.float32), (THUMBNAIL, THUMBNAIL), interpolation=cv2.INTER_AREA)
+    small = cv2.resize(grey.astype(np.float32), (THUMBNAIL, THUMBNAIL),
+                       interpolation=cv2.INTER_AREA)
     detail = cv2.GaussianBlur(small, (0, 0), BAND[0]) - cv2.GaussianBlur(small, (0, 0), BAND[1])
     detail = detail - detail.mean(axis=0, keepdims=True) - detail.mean(axis=1, keepdims=True)
     vector = detail.ravel()
@@ -158,30 +180,22 @@ def find_near_duplicates(
     cv2.setRNGSeed(0)  # RANSAC samples: same input, same groups
     orb = cv2.ORB_create(nfeatures=N_KEYPOINTS)
     clahe = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8))
-    described = [_describe(load(item), orb, clahe)
-                 for item in tqdm(images, desc="describing images", unit="img", disable=not progress)]
-    parent = list(range(len(described)))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
+    described = [_describe(load(item), orb, clahe) for item in
+                 tqdm(images, desc="describing images", unit="img", disable=not progress)]
+    sets = _DisjointSets(len(described))
     checked = matched = 0
     if len(described) > 1:
         thumbnails = np.stack([d.thumbnail for d in described]).astype(np.float32)
         matcher = cv2.BFMatcher(cv2.NORM_HAMMING, crossCheck=True)
         pairs = _candidate_pairs(thumbnails, candidates)
         for _, i, j in tqdm(pairs, desc="checking look-alikes", unit="pair", disable=not progress):
-            ri, rj = root(i), root(j)
-            if ri == rj:
+            if sets.root(i) == sets.root(j):
                 continue
             checked += 1
             if count_inliers(described[i], described[j], matcher) >= min_inliers:
                 matched += 1
-                parent[max(ri, rj)] = min(ri, rj)
-    group_of = [root(i) for i in range(len(described))]
+                sets.join(i, j)
+    group_of = sets.roots()
     first: dict[int, int] = {}
     for index, r in enumerate(group_of):
         first.setdefault(r, index)
@@ -245,25 +259,13 @@ def group_near_duplicates(
 
 def _merge_with_existing_groups(samples: Sequence[Sample], group_of: Sequence[int]) -> list[int]:
     """Component of each sample when both near-duplicate links and existing groups join samples."""
-    parent = list(range(len(samples)))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    def join(i: int, j: int) -> None:
-        ri, rj = root(i), root(j)
-        if ri != rj:
-            parent[max(ri, rj)] = min(ri, rj)
-
+    sets = _DisjointSets(len(samples))
     first_of_group: dict[str, int] = {}
     for index, sample in enumerate(samples):
-        join(index, group_of[index])
+        sets.join(index, group_of[index])
         if sample.group is not None:
-            join(index, first_of_group.setdefault(sample.group, index))
-    return [root(i) for i in range(len(samples))]
+            sets.join(index, first_of_group.setdefault(sample.group, index))
+    return sets.roots()
 
 
 def cross_split_groups(manifest: Manifest, result: NearDuplicateResult) -> list[list[Sample]]:

@@ -1,4 +1,4 @@
-"""Does the test split hold re-shots of images the model has seen? (``defectscope test --check-leaks``)
+"""Does the test split hold re-shots of images the model has seen? (``test --check-leaks``)
 
 Exact copies never reach a test figure (evaluation matches images by content hash), but a re-shot
 of the same spot under other lighting has a new hash and slips through. Such a test image is not
