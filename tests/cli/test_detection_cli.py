@@ -165,3 +165,14 @@ def test_detector_trains_on_yolo_and_reports_the_given_val_split(yolo_parts, tmp
     assert report["split"] == "val" and report["n_images"] == 8
     assert report["map50"] is not None and 0.0 <= report["map50"] <= 1.0
     assert "mAP@0.5" in capsys.readouterr().out
+
+
+def test_reshot_options_are_refused_for_box_models(reference_model, pcb, tmp_path, capsys):
+    code = main(["train", "--model", "reference", "--data", str(pcb), "--format", "deeppcb",
+                 "--out", str(tmp_path / "m"), "--near-duplicates"])
+    assert code == 2 and "--near-duplicates groups image-label datasets" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()
+    code = main(["test", "--model", str(reference_model), "--data", str(pcb), "--format",
+                 "deeppcb", "--report", str(tmp_path / "r.json"), "--check-leaks"])
+    assert code == 2 and "--check-leaks works on image-label datasets" in capsys.readouterr().err
+    assert not (tmp_path / "r.json").exists()

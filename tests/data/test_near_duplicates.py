@@ -136,3 +136,13 @@ def test_train_with_near_duplicates_keeps_each_spot_in_one_split(reshot_dataset,
     assert "re-shots of another image" in capsys.readouterr().err
     manifest = load_bundle(out).manifest()
     assert all(len(s) == 1 for s in _split_of_each_spot(manifest).values())
+
+
+def test_cli_bad_min_inliers_is_a_clear_error_and_writes_nothing(reshot_dataset, tmp_path, capsys):
+    raw = tmp_path / "raw.json"
+    assert main(["data", "import", "--data", str(reshot_dataset), "--out", str(raw)]) == 0
+    capsys.readouterr()
+    code = main(["data", "split", str(raw), "--out", str(tmp_path / "s.json"), "--near-duplicates",
+                 "--min-inliers", "2"])
+    assert code == 2 and "min_inliers must be >= 4" in capsys.readouterr().err
+    assert not (tmp_path / "s.json").exists()

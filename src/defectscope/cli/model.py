@@ -151,6 +151,9 @@ def run_train(args: argparse.Namespace) -> int:
     from defectscope.training.detection import is_detection
 
     if is_detection(args.model):
+        if args.near_duplicates:
+            raise ConfigError("--near-duplicates groups image-label datasets; a detection "
+                              "dataset's split is made by `defectscope data split` on its groups")
         return _run_train_detection(args)
     if args.template:
         raise ConfigError(f"--template is for the reference model; {args.model} does not compare "
@@ -280,6 +283,9 @@ def run_test(args: argparse.Namespace) -> int:
 
     bundle = load_bundle(args.model)
     if bundle.info.get("task") == "detection":
+        if args.check_leaks:
+            raise ConfigError("--check-leaks works on image-label datasets, not on a detection "
+                              "model's boxes; leave it out")
         return _run_test_detection(args, bundle)
     manifest, _, _ = load_dataset(args)
     if is_supervised(bundle.info["model"]["name"]):
