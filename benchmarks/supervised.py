@@ -82,6 +82,20 @@ def _recall_at_precision(report_records, min_precision: float = 0.95):
     return float(best)
 
 
+def _reshots_seen(manifest) -> dict:
+    """Per kind (good / defective): [test images with a re-shot of the same spot in train or
+    val, test images] - how much a Magnetic Tile split leaks."""
+    raw = import_dataset(DATA / "magnetic-tile", "folder").manifest
+    spot = {s.sha256: s.group or s.sha256 for s in _grouped(raw).samples}  # alone: its own spot
+    seen = {spot[s.sha256] for s in manifest.samples if s.split in ("train", "val")}
+    counts = {"good": [0, 0], "defective": [0, 0]}
+    for sample in manifest.select(split="test"):
+        kind = counts["good" if sample.is_good else "defective"]
+        kind[0] += spot[sample.sha256] in seen
+        kind[1] += 1
+    return counts
+
+
 def _write_scores(path: Path, splits: dict) -> None:
     """Per-image scores of each split as JSON, for looking at misses or combining models."""
     rows = [{"split": split, "path": r.path, "label": r.label, "score": float(r.score)}
@@ -126,6 +140,8 @@ def run(part: str, args) -> dict:
         _, val_records = evaluate(bundle, eval_manifest, "val", progress=False)
         _write_scores(args.scores_out, {"val": val_records, "test": records})
     figures = {k: report.get(k) for k in KEYS}
+    if part != "neu":
+        figures["test_with_reshot_in_train_or_val"] = _reshots_seen(eval_manifest)
     figures.update(part=part, train_seconds=round(train_seconds, 1),
                    recall_at_precision_95_oracle=_recall_at_precision(records),
                    options=options, split="per-image (leaky)" if args.leaky_split else
