@@ -188,10 +188,8 @@ def test_status_is_retained_running_then_stopped(broker: Broker) -> None:
     publisher = MqttPublisher(broker.url, line="line1")
     assert publisher.wait_connected(5) and publisher.flush(5)
     late = Subscriber(broker, "defectscope/line1/status")  # joins after: sees the retained one
-    # A reconnect of the publisher re-sends "running" live (retain flag off for a subscriber
-    # already there), so look for the retained copy rather than at the first message only.
-    assert late.wait_for(lambda: any(
-        m.retain and json.loads(m.payload)["state"] == "running" for m in late.messages))
+    assert late.wait_for(lambda: late.messages)
+    assert late.messages[0].retain and json.loads(late.messages[0].payload)["state"] == "running"
     with pytest.raises(ConfigError, match="line state"):
         publisher.set_state("offline")  # only the broker says that, through the Last Will
     publisher.close()

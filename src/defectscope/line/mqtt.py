@@ -328,8 +328,10 @@ class MqttPublisher:
             log.warning("MQTT broker %s refused the connection: %s", self.url, reason)
             return
         log.info("MQTT connected to %s", self.url)
-        self._connected.set()
+        # Status first: whoever waits for the connection and then flushes knows the broker
+        # holds the retained "running" (the other order let a late subscriber beat it there).
         self.set_state("running")
+        self._connected.set()
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any,
                        properties: Any) -> None:
