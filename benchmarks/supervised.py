@@ -8,6 +8,7 @@ CLI uses. Each part can be run alone:
     python benchmarks/supervised.py tile-classifier --image-size 160 [--task multiclass]
         [--scores-out scores.json]
     python benchmarks/supervised.py tile-segmenter --image-size 192 [--synthetic 200]
+        [--flip-average]
     python benchmarks/supervised.py tile-anomaly --model padim
 
 Magnetic Tile holds about six exposures of each spot; its split keeps them together (near-
@@ -121,7 +122,7 @@ def run(part: str, args) -> dict:
             manifest = add_synthetic_to_train(manifest, args.synthetic, Path(out).parent / "syn",
                                               seed=args.seed)
         model, extra = (("classifier", {"task": args.task}) if part == "tile-classifier"
-                        else ("segmenter", {}))
+                        else ("segmenter", {"flip_average": args.flip_average}))
         train_supervised(manifest, model, out, options={**options, **extra}, seed=args.seed,
                          log=print, progress=False, threshold_rule="f1_max")
     elif part == "tile-anomaly":
@@ -163,6 +164,8 @@ def main() -> None:
     parser.add_argument("--synthetic", type=int, default=0,
                         help="tile-classifier/-segmenter: add N synthetic defects made from "
                              "train good images")
+    parser.add_argument("--flip-average", action="store_true",
+                        help="tile-segmenter: average each map over the image's mirror images")
     parser.add_argument("--model", default="padim", help="tile-anomaly: padim or patchcore")
     parser.add_argument("--task", default="binary", choices=("binary", "multiclass"),
                         help="tile-classifier: pass/fail head, or good plus each defect type "
@@ -179,7 +182,7 @@ def main() -> None:
     results.mkdir(exist_ok=True)
     name = args.part + (f"-syn{args.synthetic}" if args.synthetic else "") + (
         f"-{args.model}" if args.part == "tile-anomaly" else "") + (
-        "-leaky" if args.leaky_split else "")
+        "-leaky" if args.leaky_split else "") + ("-flips" if args.flip_average else "")
     (results / f"{name}.json").write_text(json.dumps(figures, indent=2))
 
 

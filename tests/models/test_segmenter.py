@@ -58,3 +58,26 @@ def test_no_defect_masks_or_mismatched_masks_are_clear_errors(data):
     with pytest.raises(DataError, match="does not fit"):
         create_model("segmenter", **FAST).fit(images, [np.ones((5, 5), bool)] * 4,
                                               progress=False)
+
+
+def test_flip_average_is_the_mean_of_the_four_mirrors_and_mirror_equivariant(fitted, data):
+    import torch
+
+    from defectscope.models.segmenter import flip_averaged
+
+    image = np.ascontiguousarray(data[0][-1][:, :40])  # not square: mirrors must map back exactly
+    batch = torch.from_numpy(fitted.prepare([image]))
+    with torch.inference_mode():
+        plain = [torch.sigmoid(fitted.net_(batch.flip(d) if d else batch)) for d in
+                 ((), (-1,), (-2,), (-2, -1))]
+        expected = (plain[0] + plain[1].flip(-1) + plain[2].flip(-2) + plain[3].flip(-2, -1)) / 4
+        np.testing.assert_allclose(flip_averaged(fitted.net_, batch).numpy(), expected.numpy(),
+                                   rtol=1e-6, atol=1e-7)
+    averaged = create_model("segmenter", **FAST, flip_average=True)
+    averaged.restore(fitted.arrays(), fitted.weights_source_, fitted.n_train_images_)
+    score, prob, _ = averaged.anomaly(image)
+    mirrored_score, mirrored_prob, _ = averaged.anomaly(np.ascontiguousarray(image[:, ::-1]))
+    np.testing.assert_allclose(mirrored_prob, prob[:, ::-1], atol=1e-5)
+    assert mirrored_score == pytest.approx(score, abs=1e-5)
+    assert not np.allclose(fitted.anomaly(image[:, ::-1])[1], fitted.anomaly(image)[1][:, ::-1],
+                           atol=1e-5)  # without averaging the network is not equivariant

@@ -40,6 +40,7 @@ class SegmenterConfig(SupervisedConfig):
     loss: str = "dice_bce"
     decoder_channels: int = 64
     min_area: float = 0.0005  # fraction of the image a defect must cover to set the score
+    flip_average: bool = False  # average the probabilities of the image and its 3 mirror images
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -80,6 +81,22 @@ class SegmentationNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         logits = self.decoder(self.encoder(x))
         return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
+
+
+MIRRORS = ((), (-1,), (-2,), (-2, -1))  # identity, left-right, up-down, both (180 degrees)
+
+
+def flip_averaged(network: nn.Module, batch: torch.Tensor) -> torch.Tensor:
+    """Defect probabilities N x 1 x H x W averaged over the batch and its three mirror images
+    (each mirrored back): test-time augmentation for surfaces without a preferred side. The four
+    mirrors form a group, so the result is exactly mirror-equivariant: the map of a mirrored
+    image is the mirrored map. Costs four forward passes."""
+    total = torch.zeros(())
+    for dims in MIRRORS:
+        flipped = batch.flip(dims) if dims else batch
+        prob = torch.sigmoid(network(flipped))
+        total = total + (prob.flip(dims) if dims else prob)
+    return total / len(MIRRORS)
 
 
 def dice_score(prob: np.ndarray, mask: np.ndarray, threshold: float = 0.5) -> float:
@@ -171,13 +188,24 @@ class DefectSegmenter(SupervisedModel):
         self.threshold_, self.calibration_ = None, None
         return self
 
+    def _probabilities(self, network: nn.Module, batch: torch.Tensor) -> torch.Tensor:
+        """N x 1 x H x W defect probabilities (flip-averaged if the config says so)."""
+        if self.config.flip_average:
+            return flip_averaged(network, batch)
+        return torch.sigmoid(network(batch))
+
+    def _forward_probabilities(self, batch: np.ndarray) -> torch.Tensor:
+        self.net_.eval()
+        with torch.inference_mode():
+            return self._probabilities(self.net_, torch.from_numpy(np.ascontiguousarray(batch)))
+
     def _probability_maps(self, network: nn.Module, x: np.ndarray) -> np.ndarray:
         network.eval()
         out = []
         with torch.inference_mode():
             for start in range(0, len(x), 16):
                 batch = torch.from_numpy(np.ascontiguousarray(x[start:start + 16]))
-                out.append(torch.sigmoid(network(batch))[:, 0].numpy())
+                out.append(self._probabilities(network, batch)[:, 0].numpy())
         return np.concatenate(out)
 
     def _score(self, prob: np.ndarray) -> float:
@@ -186,8 +214,8 @@ class DefectSegmenter(SupervisedModel):
 
     def anomaly(self, image: np.ndarray) -> tuple[float, np.ndarray, dict[str, float]]:
         """(image score, probability map at the image's size, timings ms)."""
-        logits, timings = self._timed(image)
-        prob = torch.sigmoid(logits)[0, 0].numpy().astype(np.float32)
+        probabilities, timings = self._timed(image, self._forward_probabilities)
+        prob = probabilities[0, 0].numpy().astype(np.float32)
         score = self._score(prob)
         if prob.shape != image.shape[:2]:
             prob = cv2.resize(prob, (image.shape[1], image.shape[0]),
