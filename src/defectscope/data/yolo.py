@@ -29,7 +29,8 @@ from defectscope.types import GOOD, SPLITS
 LABEL_RULES = ("boxes", "prefix")
 
 
-def _class_names(root: Path) -> list[str]:
+def read_class_names(root: Path) -> list[str]:
+    """The class names of a YOLO dataset at ``root``, in id order, from its ``data.yaml``."""
     yaml_path = root / "data.yaml"
     if not yaml_path.is_file():
         raise DataError(f"{root}: no data.yaml; the YOLO layout is images/, labels/ and data.yaml "
@@ -74,7 +75,7 @@ def import_yolo(root: str | os.PathLike[str], *, label_rule: str = "boxes",
     check_on_bad(on_bad)
     if label_rule not in LABEL_RULES:
         raise ConfigError(f"label_rule {label_rule!r}: use one of {LABEL_RULES}")
-    names = _class_names(base)
+    names = read_class_names(base)
     images_dir, labels_dir = base / "images", base / "labels"
     if not images_dir.is_dir():
         raise DataError(f"{base}: no images/ folder; the YOLO layout is images/<split>/*.jpg, "

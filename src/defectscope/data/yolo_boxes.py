@@ -30,7 +30,7 @@ from defectscope.data.detection_import import DetectionImport, PendingImage, Raw
 from defectscope.data.images import is_image_file
 from defectscope.data.import_common import (Skipped, check_on_bad, check_root, listing,
                                             relative_name, walk_files)
-from defectscope.data.yolo import _class_names
+from defectscope.data.yolo import read_class_names
 from defectscope.errors import DataError
 from defectscope.fileio import write_text_atomic
 from defectscope.types import SPLITS
@@ -74,7 +74,7 @@ def import_yolo_boxes(root: str | os.PathLike[str], *, keep_split: bool = True,
     """Import ``root`` (YOLO layout) with its boxes; see the module docstring."""
     base = check_root(root)
     check_on_bad(on_bad)
-    names = _class_names(base)
+    names = read_class_names(base)
     images_dir, labels_dir, templates_dir = base / "images", base / "labels", base / "templates"
     if not images_dir.is_dir():
         raise DataError(f"{base}: no images/ folder; {_LAYOUT}")
