@@ -176,3 +176,10 @@ def test_reshot_options_are_refused_for_box_models(reference_model, pcb, tmp_pat
                  "deeppcb", "--report", str(tmp_path / "r.json"), "--check-leaks"])
     assert code == 2 and "--check-leaks works on image-label datasets" in capsys.readouterr().err
     assert not (tmp_path / "r.json").exists()
+
+
+def test_export_of_a_box_model_is_a_clear_error(reference_model, capsys):
+    assert main(["export", "--model", str(reference_model)]) == 2
+    assert "supports patchcore, padim, classifier, segmenter, not 'reference'" in \
+        capsys.readouterr().err
+    assert not (reference_model / "onnx").exists()

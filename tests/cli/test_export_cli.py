@@ -25,3 +25,24 @@ def test_export_cli_writes_onnx_and_reports_parity(tiny_mvtec, tmp_path, capsys)
 def test_export_cli_missing_model_is_one_clear_error(tmp_path, capsys):
     assert main(["export", "--model", str(tmp_path / "nope")]) == 2
     assert "no such model folder" in capsys.readouterr().err
+
+
+SUPERVISED_FAST = ["--image-size", "32", "--set", "epochs=1", "--set", "warmup_epochs=1",
+                   "--set", "augment=false", "--quiet"]
+
+
+def test_export_cli_exports_a_trained_classifier_and_segmenter(tiny_mvtec, tmp_path, capsys):
+    from defectscope.runtime import RuntimeModel
+
+    for name, extra in (("classifier", ["--set", "task=binary"]),
+                        ("segmenter", ["--set", "flip_average=true"])):
+        model_dir = tmp_path / name
+        assert main(["train", "--data", str(tiny_mvtec), "--format", "mvtec", "--model", name,
+                     "--out", str(model_dir), *SUPERVISED_FAST, *extra]) == 0
+        capsys.readouterr()
+        assert main(["export", "--model", str(model_dir)]) == 0
+        out = capsys.readouterr().out
+        assert f"exported {name}" in out and "reference images re-scored" in out
+        assert ("class-probability difference" in out) == (name == "classifier")
+        assert ("anomaly-map difference" in out) == (name == "segmenter")
+        assert RuntimeModel.load(model_dir).name == name

@@ -13,7 +13,8 @@ MODULES = [
     "defectscope.monitor", "defectscope.review", "defectscope.preprocess",
     "defectscope.service", "defectscope.service.app", "defectscope.service.routes",
     "defectscope.service.auth",
-    "defectscope.runtime", "defectscope.runtime.engine", "defectscope.scoring",
+    "defectscope.runtime", "defectscope.runtime.engine", "defectscope.runtime.anomaly",
+    "defectscope.runtime.supervised", "defectscope.scoring",
 ]
 
 

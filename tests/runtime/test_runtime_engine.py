@@ -11,8 +11,17 @@ import pytest
 from defectscope.errors import BundleError
 from defectscope.line.pipeline import BundleInspector, Inspector
 from defectscope.line.runner import load_inspector
-from defectscope.runtime import ParityError, RuntimeInspector, RuntimeModel
-from defectscope.runtime.engine import build_scorer
+from defectscope.runtime import (
+    SUPPORTED_MODELS,
+    AnomalyRuntime,
+    ClassifierRuntime,
+    ParityError,
+    RuntimeInspector,
+    RuntimeModel,
+    SegmenterRuntime,
+)
+from defectscope.runtime.anomaly import build_scorer
+from defectscope.runtime.engine import runtime_class
 from defectscope.types import Verdict
 
 from tests.conftest import defective_part, good_part
@@ -72,9 +81,29 @@ def test_runtime_refuses_to_start_when_references_score_differently(exported, co
         RuntimeModel.load(model_dir)
 
 
-def test_unsupported_model_is_a_clear_error():
-    with pytest.raises(BundleError, match="supports patchcore, padim"):
+@pytest.mark.parametrize("name", ["detector", "reference", None])
+def test_unsupported_model_is_a_clear_error(name):
+    with pytest.raises(BundleError, match="supports patchcore, padim, classifier, segmenter"):
+        runtime_class(name)
+
+
+def test_every_supported_model_has_a_runtime():
+    assert {name: runtime_class(name) for name in SUPPORTED_MODELS} == {
+        "patchcore": AnomalyRuntime, "padim": AnomalyRuntime,
+        "classifier": ClassifierRuntime, "segmenter": SegmenterRuntime}
+    with pytest.raises(BundleError, match="patch scoring exists for patchcore, padim"):
         build_scorer("classifier", {})
+
+
+def test_a_bundle_of_an_unsupported_model_is_refused_naming_the_supported(exported, copy_of):
+    model_dir = copy_of(exported["padim"])
+    path = model_dir / "bundle.json"
+    info = json.loads(path.read_text())
+    info["model"]["name"] = "detector"
+    path.write_text(json.dumps(info))
+    with pytest.raises(BundleError, match="supports patchcore, padim, classifier, segmenter, "
+                                          "not 'detector'"):
+        RuntimeModel.load(model_dir)
 
 
 def test_line_runner_picks_the_runtime_after_export(exported, trained):
@@ -95,15 +124,19 @@ def test_runtime_versions_match_the_torch_path(exported):
     assert runtime.threshold == torch_path.threshold
 
 
-def test_runtime_loads_and_inspects_without_importing_torch(exported):
+def test_runtime_loads_and_inspects_without_importing_torch(exported, exported_supervised):
+    paths = [str(p) for p in [*exported.values(), *exported_supervised.values()]]
     code = (
         "import sys\n"
         "import numpy as np\n"
         "from defectscope.runtime import RuntimeInspector\n"
-        "import defectscope.runtime.engine, defectscope.scoring\n"
-        f"for path in {[str(p) for p in exported.values()]!r}:\n"
-        "    result = RuntimeInspector(path).inspect(np.full((72, 88, 3), 120, np.uint8))\n"
-        "    assert result.anomaly_map.shape == (72, 88)\n"
+        "import defectscope.runtime.engine, defectscope.runtime.anomaly\n"
+        "import defectscope.runtime.supervised, defectscope.scoring\n"
+        f"for path in {paths!r}:\n"
+        "    inspector = RuntimeInspector(path)\n"
+        "    result = inspector.inspect(np.full((72, 88, 3), 120, np.uint8))\n"
+        "    expected = None if inspector.model.name == 'classifier' else (72, 88)\n"
+        "    assert getattr(result.anomaly_map, 'shape', None) == expected, path\n"
         "loaded = sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.'))\n"
         "assert not loaded, loaded\n"
     )

@@ -1,6 +1,9 @@
 """``defectscope export``: write a bundle's ONNX export for the torch-free runtime.
 
     defectscope export --model MODEL_DIR --format onnx [--out DIR] [--tolerance 1e-3]
+
+Models: patchcore, padim, classifier, segmenter (``SUPPORTED_MODELS``); a box model is refused
+with a message naming these.
 """
 
 from __future__ import annotations
@@ -8,16 +11,17 @@ from __future__ import annotations
 import argparse
 import json
 
-from defectscope.runtime.engine import DEFAULT_TOLERANCE, EXPORT_JSON
+from defectscope.runtime.engine import DEFAULT_TOLERANCE, EXPORT_JSON, SUPPORTED_MODELS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "export", help="export a model folder to ONNX for the torch-free runtime",
-        description="Export the model's backbone to ONNX (MODEL_DIR/onnx by default) and prove "
+        description="Export the model's network to ONNX (MODEL_DIR/onnx by default) and prove "
         "it: every reference image in the bundle is re-scored by the runtime and the export "
         "fails, writing nothing, if a score differs from the recorded one by more than "
-        "TOLERANCE x threshold. defectscope run and serve then use it without torch.")
+        "TOLERANCE x threshold. defectscope run and serve then use it without torch. "
+        f"Models: {', '.join(SUPPORTED_MODELS)} (not the box models reference and detector).")
     parser.add_argument("--model", required=True, metavar="MODEL_DIR", help="model folder")
     parser.add_argument("--format", default="onnx", choices=("onnx",), help="export format")
     parser.add_argument("--out", metavar="DIR",
@@ -33,9 +37,14 @@ def _export(args: argparse.Namespace) -> int:
 
     out = export_onnx(args.model, args.out, tolerance=args.tolerance)
     record = json.loads((out / EXPORT_JSON).read_text())
-    print(f"exported {record['model']} to {out} (opset {record['opset']}); "
-          f"{len(record['references'])} reference images re-scored: largest score difference "
-          f"{record['max_score_difference']:.3g} (allowed {args.tolerance:g} x threshold "
-          f"{record['threshold']:.4g}), largest anomaly-map difference "
-          f"{record['max_map_abs_diff']:.3g}")
+    parts = [f"exported {record['model']} to {out} (opset {record['opset']}); "
+             f"{len(record['references'])} reference images re-scored: largest score difference "
+             f"{record['max_score_difference']:.3g} (allowed {args.tolerance:g} x threshold "
+             f"{record['threshold']:.4g})"]
+    if record.get("max_map_abs_diff") is not None:
+        parts.append(f"largest anomaly-map difference {record['max_map_abs_diff']:.3g}")
+    if record.get("max_probability_abs_diff") is not None:
+        parts.append(f"largest class-probability difference "
+                     f"{record['max_probability_abs_diff']:.3g}")
+    print(", ".join(parts))
     return 0

@@ -23,8 +23,14 @@ from torch import nn
 from defectscope.errors import ConfigError, DataError, DefectscopeError
 from defectscope.models.backbones import WeightsSource, get_backbone_spec, load_pretrained
 from defectscope.models.registry import register
-from defectscope.models.supervised import SupervisedConfig, SupervisedModel
-from defectscope.types import GOOD, InspectionResult, Verdict
+from defectscope.models.supervised import SupervisedConfig, SupervisedModel, numpy_forward
+from defectscope.scoring.classification import (
+    class_probabilities,
+    classification_result,
+    not_good_score,
+    probabilities_by_class,
+)
+from defectscope.types import GOOD, InspectionResult
 
 TASKS = ("multiclass", "binary")
 DEFECT = "defect"
@@ -145,41 +151,30 @@ class DefectClassifier(SupervisedModel):
         return self._probabilities(network, x).argmax(axis=1)
 
     def _probabilities(self, network: nn.Module, x: np.ndarray) -> np.ndarray:
-        network.eval()
-        out = []
-        with torch.inference_mode():
-            for start in range(0, len(x), 32):
-                logits = network(torch.from_numpy(np.ascontiguousarray(x[start:start + 32])))
-                out.append(torch.softmax(logits, dim=1).numpy())
-        return np.concatenate(out)
+        forward = numpy_forward(network)
+        return np.concatenate([class_probabilities(forward(x[start:start + 32]))
+                               for start in range(0, len(x), 32)])
 
     # -- inference ----------------------------------------------------------------------------
+    # Logits -> probabilities -> score / verdict / defect type is ``defectscope.scoring``'s, the
+    # same functions the torch-free runtime calls.
+    def _image_probabilities(self, image: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:
+        logits, timings = self._timed(image, numpy_forward(self.net_))
+        return class_probabilities(logits[0]), timings
+
     def probabilities(self, image: np.ndarray) -> dict[str, float]:
         """The class probabilities of one RGB uint8 image."""
-        logits, _ = self._timed(image)
-        p = torch.softmax(logits, dim=1)[0].numpy()
-        return {name: float(v) for name, v in zip(self.classes_, p)}
+        return probabilities_by_class(self._image_probabilities(image)[0], self.classes_)
 
     def anomaly(self, image: np.ndarray) -> tuple[float, None, dict[str, float]]:
         """(score = probability of not good, no map, timings ms); 1.0 when no class is good."""
-        logits, timings = self._timed(image)
-        p = torch.softmax(logits, dim=1)[0].numpy()
-        score = 1.0 - float(p[0]) if self.classes_[0] == GOOD else 1.0
-        return score, None, timings
+        probabilities, timings = self._image_probabilities(image)
+        return not_good_score(probabilities, self.classes_), None, timings
 
     def predict(self, image: np.ndarray) -> InspectionResult:
-        logits, timings = self._timed(image)
-        p = torch.softmax(logits, dim=1)[0].numpy().astype(np.float64)
         if self.threshold is None:
             raise DefectscopeError(f"{self.name} has no decision threshold yet; set_threshold() or "
-                              "train it with defectscope train")
-        has_good = self.classes_[0] == GOOD
-        score = 1.0 - float(p[0]) if has_good else 1.0
-        verdict = Verdict.from_score(score, self.threshold, self.config.unsure_band)
-        defect_p = p[1:] if has_good else p
-        defect_names = self.classes_[1:] if has_good else self.classes_
-        defect_type = None if verdict is Verdict.OK else defect_names[int(np.argmax(defect_p))]
-        return InspectionResult(score=score, verdict=verdict, defect_type=defect_type,
-                                timings=timings,
-                                reason="score near the threshold" if verdict is Verdict.UNSURE
-                                else None)
+                                   "train it with defectscope train")
+        probabilities, timings = self._image_probabilities(image)
+        return classification_result(probabilities, self.classes_, self.threshold,
+                                     self.config.unsure_band, timings)

@@ -29,8 +29,13 @@ from defectscope.models.backbones import (
     empty_feature_extractor,
 )
 from defectscope.models.registry import register
-from defectscope.models.supervised import SupervisedConfig, SupervisedModel
-from defectscope.types import InspectionResult, Verdict
+from defectscope.models.supervised import SupervisedConfig, SupervisedModel, numpy_forward
+from defectscope.scoring.segmentation import (
+    defect_probabilities,
+    segmentation_output,
+    segmentation_result,
+)
+from defectscope.types import InspectionResult
 
 ENCODER_LAYERS = ("blocks.1", "blocks.2", "blocks.4", "blocks.6")  # strides 4, 8, 16, 32
 
@@ -83,20 +88,14 @@ class SegmentationNet(nn.Module):
         return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
 
 
-MIRRORS = ((), (-1,), (-2,), (-2, -1))  # identity, left-right, up-down, both (180 degrees)
-
-
 def flip_averaged(network: nn.Module, batch: torch.Tensor) -> torch.Tensor:
     """Defect probabilities N x 1 x H x W averaged over the batch and its three mirror images
     (each mirrored back): test-time augmentation for surfaces without a preferred side. The four
     mirrors form a group, so the result is exactly mirror-equivariant: the map of a mirrored
-    image is the mirrored map. Costs four forward passes."""
-    total = torch.zeros(())
-    for dims in MIRRORS:
-        flipped = batch.flip(dims) if dims else batch
-        prob = torch.sigmoid(network(flipped))
-        total = total + (prob.flip(dims) if dims else prob)
-    return total / len(MIRRORS)
+    image is the mirrored map. Costs four forward passes. The arithmetic is
+    ``defectscope.scoring.defect_probabilities``', which the runtime calls too."""
+    return torch.from_numpy(defect_probabilities(numpy_forward(network), batch.numpy(),
+                                                 flip_average=True))
 
 
 def dice_score(prob: np.ndarray, mask: np.ndarray, threshold: float = 0.5) -> float:
@@ -188,46 +187,29 @@ class DefectSegmenter(SupervisedModel):
         self.threshold_, self.calibration_ = None, None
         return self
 
-    def _probabilities(self, network: nn.Module, batch: torch.Tensor) -> torch.Tensor:
-        """N x 1 x H x W defect probabilities (flip-averaged if the config says so)."""
-        if self.config.flip_average:
-            return flip_averaged(network, batch)
-        return torch.sigmoid(network(batch))
-
-    def _forward_probabilities(self, batch: np.ndarray) -> torch.Tensor:
-        self.net_.eval()
-        with torch.inference_mode():
-            return self._probabilities(self.net_, torch.from_numpy(np.ascontiguousarray(batch)))
-
+    # -- inference ----------------------------------------------------------------------------
+    # Logits -> probabilities (flip-averaged or not) -> score and map is ``defectscope.scoring``'s,
+    # the same functions the torch-free runtime calls.
     def _probability_maps(self, network: nn.Module, x: np.ndarray) -> np.ndarray:
-        network.eval()
-        out = []
-        with torch.inference_mode():
-            for start in range(0, len(x), 16):
-                batch = torch.from_numpy(np.ascontiguousarray(x[start:start + 16]))
-                out.append(self._probabilities(network, batch)[:, 0].numpy())
-        return np.concatenate(out)
+        """N x H x W defect probabilities of a preprocessed stack (flip-averaged if configured)."""
+        forward = numpy_forward(network)
+        return np.concatenate([
+            defect_probabilities(forward, x[start:start + 16], self.config.flip_average)[:, 0]
+            for start in range(0, len(x), 16)])
 
-    def _score(self, prob: np.ndarray) -> float:
-        k = max(1, int(round(self.config.min_area * prob.size)))
-        return float(np.partition(prob.ravel(), -k)[-k])
+    def _forward_probabilities(self, batch: np.ndarray) -> np.ndarray:
+        return defect_probabilities(numpy_forward(self.net_), batch, self.config.flip_average)
 
     def anomaly(self, image: np.ndarray) -> tuple[float, np.ndarray, dict[str, float]]:
         """(image score, probability map at the image's size, timings ms)."""
         probabilities, timings = self._timed(image, self._forward_probabilities)
-        prob = probabilities[0, 0].numpy().astype(np.float32)
-        score = self._score(prob)
-        if prob.shape != image.shape[:2]:
-            prob = cv2.resize(prob, (image.shape[1], image.shape[0]),
-                              interpolation=cv2.INTER_LINEAR)
-        return score, np.ascontiguousarray(prob, dtype=np.float32), timings
+        score, prob = segmentation_output(probabilities[0, 0], image.shape[:2],
+                                          self.config.min_area)
+        return score, prob, timings
 
     def predict(self, image: np.ndarray) -> InspectionResult:
-        score, prob, timings = self.anomaly(image)
         if self.threshold is None:
             raise DefectscopeError(f"{self.name} has no decision threshold yet; set_threshold() "
                                    "or train it with defectscope train")
-        verdict = Verdict.from_score(score, self.threshold, self.config.unsure_band)
-        return InspectionResult(score=score, verdict=verdict, anomaly_map=prob, timings=timings,
-                                reason="score near the threshold" if verdict is Verdict.UNSURE
-                                else None)
+        score, prob, timings = self.anomaly(image)
+        return segmentation_result(score, prob, self.threshold, self.config.unsure_band, timings)

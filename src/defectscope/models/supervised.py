@@ -9,7 +9,6 @@ fine-tuning at a lower learning rate, early stopping on a validation metric, bes
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from typing import Any, Callable, ClassVar, Mapping, Sequence
 
@@ -17,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from defectscope.bundle import META_KEY, decode_meta, encode_meta  # noqa: F401 (re-exported)
 from defectscope.errors import ConfigError, DefectscopeError
 from defectscope.models.backbones import WeightsSource, get_backbone_spec
 from defectscope.models.decision import Thresholded
@@ -24,7 +24,6 @@ from defectscope.preprocess import PreprocessConfig, Preprocessor
 
 LOSSES = ("auto", "ce", "weighted_ce", "focal", "dice_bce", "dice_focal")
 SAMPLERS = ("auto", "shuffle", "oversample")
-META_KEY = "meta.json"  # JSON bytes stored as a uint8 tensor: bundles stay safetensors-only
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,14 +83,6 @@ def make_config(config_class: type, options: Mapping[str, Any]):
         raise ConfigError(str(error)) from error
 
 
-def encode_meta(meta: Mapping[str, Any]) -> np.ndarray:
-    return np.frombuffer(json.dumps(dict(meta)).encode("utf-8"), dtype=np.uint8).copy()
-
-
-def decode_meta(array: np.ndarray) -> dict[str, Any]:
-    return json.loads(np.asarray(array, dtype=np.uint8).tobytes().decode("utf-8"))
-
-
 NET_PREFIX = "net."
 
 
@@ -111,6 +102,18 @@ def load_network_arrays(net: nn.Module, arrays: Mapping[str, np.ndarray], model_
     except RuntimeError as error:
         raise DefectscopeError(f"saved network does not match {model_name}: {error}") from error
     return net.eval()
+
+
+def numpy_forward(network: nn.Module) -> Callable[[np.ndarray], np.ndarray]:
+    """``network`` as a numpy function (eval mode, no gradients), the form the shared scoring
+    in ``defectscope.scoring`` takes, like an onnxruntime session in the runtime."""
+
+    def forward(batch: np.ndarray) -> np.ndarray:
+        network.eval()
+        with torch.inference_mode():
+            return network(torch.from_numpy(np.ascontiguousarray(batch))).numpy()
+
+    return forward
 
 
 class SupervisedModel(Thresholded):
@@ -173,8 +176,11 @@ class SupervisedModel(Thresholded):
         self.calibration_ = None
         return self
 
-    def _timed(self, image: np.ndarray, forward: Callable[[np.ndarray], torch.Tensor] | None = None):
-        """(network output for one image, timings ms); ``forward`` replaces ``forward_arrays``."""
+    def _timed(self, image: np.ndarray, forward: Callable[[np.ndarray], Any] | None = None):
+        """(network output for one image, timings ms); ``forward`` replaces ``forward_arrays``.
+
+        The preprocessing is ``self.preprocessor(image)`` (no tiling), as in the runtime.
+        """
         self._check_fitted()
         t0 = time.perf_counter()
         array = self.preprocessor(image)

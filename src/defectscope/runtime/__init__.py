@@ -1,7 +1,9 @@
 """The torch-free runtime: a bundle's ONNX export scored with onnxruntime, numpy and OpenCV.
 
 ``defectscope.runtime.export`` (which needs torch) writes ``M/onnx/``; everything importable from
-here runs without torch, so an edge box needs only the runtime extra and the bundle.
+here runs without torch, so an edge box needs only the runtime extra and the bundle. Models:
+``SUPPORTED_MODELS`` (patchcore, padim, classifier, segmenter); ``RuntimeModel.load`` returns
+the matching ``AnomalyRuntime``, ``ClassifierRuntime`` or ``SegmenterRuntime``.
 
 >>> from defectscope.runtime import RuntimeInspector
 >>> RuntimeInspector("models/tiles").inspect(image).verdict   # doctest: +SKIP
@@ -9,11 +11,15 @@ here runs without torch, so an edge box needs only the runtime extra and the bun
 
 from defectscope.runtime.engine import (
     DEFAULT_TOLERANCE,
+    SUPPORTED_MODELS,
     ParityError,
     ReferenceCheck,
     RuntimeInspector,
     RuntimeModel,
 )
+from defectscope.runtime.anomaly import AnomalyRuntime  # noqa: E402 (after the base class)
+from defectscope.runtime.supervised import ClassifierRuntime, SegmenterRuntime  # noqa: E402
 
-__all__ = ["DEFAULT_TOLERANCE", "ParityError", "ReferenceCheck", "RuntimeInspector",
-           "RuntimeModel"]
+__all__ = ["DEFAULT_TOLERANCE", "SUPPORTED_MODELS", "AnomalyRuntime", "ClassifierRuntime",
+           "ParityError", "ReferenceCheck", "RuntimeInspector", "RuntimeModel",
+           "SegmenterRuntime"]

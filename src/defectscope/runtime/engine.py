@@ -1,10 +1,16 @@
-"""The torch-free inference engine: ONNX backbone (onnxruntime) + the shared numpy scoring.
+"""The torch-free inference engine: the ONNX network (onnxruntime) + the shared numpy scoring.
 
 An edge box installs numpy, OpenCV, onnxruntime, faiss and safetensors, copies a bundle folder
 with its ``onnx/`` export (``defectscope export``), and inspects parts without torch. The engine
 never trusts the export blindly: ``load`` checks every bundle file's hash and the ONNX file's,
 then re-scores the bundle's reference images and refuses to start if any score moved by more than
 the export's tolerance (by default 1e-3 of the threshold).
+
+``RuntimeModel.load`` returns the runtime of the bundle's model family (``runtime_class``):
+``AnomalyRuntime`` (patchcore, padim: ONNX backbone, numpy patch scoring) in
+``defectscope.runtime.anomaly``; ``ClassifierRuntime`` and ``SegmenterRuntime`` (the whole ONNX
+network, numpy decision) in ``defectscope.runtime.supervised``. This module holds what they share:
+loading and checking, the session, the reference re-scoring.
 
 >>> model = RuntimeModel.load("models/tiles")   # doctest: +SKIP
 >>> model.predict(image).verdict                # doctest: +SKIP
@@ -15,32 +21,31 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, ClassVar, Sequence
 
 import cv2
 import numpy as np
 
 from defectscope.bundle import TENSORS, read_bundle_info
 from defectscope.data.hashing import sha256_file
-from defectscope.errors import AlignmentError, BundleError, ConfigError
+from defectscope.errors import BundleError, ConfigError
 from defectscope.preprocess import PreprocessConfig, Preprocessor
-from defectscope.preprocess.tiling import score_tiled
-from defectscope.scoring import NearestNeighbours, anomaly_map, padim_scores, patchcore_scores
-from defectscope.types import InspectionResult, Verdict
+from defectscope.types import InspectionResult
 
 ONNX_DIR = "onnx"
 ONNX_FILE = "model.onnx"
 EXPORT_JSON = "export.json"
 INPUT_NAME = "image"
-OUTPUT_NAME = "embeddings"
+OUTPUT_NAME = "embeddings"  # the anomaly models' ONNX output (the backbone's patch embeddings)
+LOGITS_NAME = "logits"  # the supervised models' ONNX output (the whole network's)
 DEFAULT_TOLERANCE = 1e-3  # |runtime score - recorded score| <= tolerance * threshold
-SUPPORTED_MODELS = ("patchcore", "padim")
+ANOMALY_MODELS = ("patchcore", "padim")
+SUPERVISED_MODELS = ("classifier", "segmenter")
+SUPPORTED_MODELS = ANOMALY_MODELS + SUPERVISED_MODELS
 PROVIDERS = ("cpu", "openvino")
-
-Scorer = Callable[[np.ndarray], "tuple[np.ndarray, float]"]
+NETWORK_PREFIXES = ("backbone.", "net.")  # bundle arrays that live in the ONNX file instead
 
 
 class ParityError(BundleError):
@@ -70,30 +75,32 @@ class ReferenceCheck:
 
 
 def learned_arrays(model_dir: Path) -> dict[str, np.ndarray]:
-    """The arrays of ``tensors.safetensors`` but ``backbone.*`` (those live in the ONNX file)."""
+    """The arrays of ``tensors.safetensors`` but the network's (those live in the ONNX file)."""
     from safetensors import safe_open
 
     with safe_open(str(model_dir / TENSORS), framework="numpy") as file:
         return {key: file.get_tensor(key) for key in file.keys()
-                if not key.startswith("backbone.")}
+                if not key.startswith(NETWORK_PREFIXES)}
 
 
-def build_scorer(name: str, arrays: dict[str, np.ndarray]) -> Scorer:
-    """The model's post-backbone scoring, over the bundle's arrays (same functions as torch)."""
-    try:
-        if name == "patchcore":
-            index = NearestNeighbours.from_array(arrays["nn_index"])
-            bank = np.ascontiguousarray(arrays["memory_bank"], dtype=np.float32)
-            neighbours = arrays["bank_neighbours"].astype(np.int64)
-            return lambda embeddings: patchcore_scores(embeddings, index, bank, neighbours)
-        if name == "padim":
-            mean, inverse = arrays["mean"], arrays["inverse_covariance"]
-            grid = (int(arrays["grid"][0]), int(arrays["grid"][1]))
-            return lambda embeddings: padim_scores(embeddings, mean, inverse, grid)
-    except KeyError as error:
-        raise BundleError(f"{TENSORS} lacks the array {error} that {name} needs") from error
-    raise BundleError(f"the ONNX runtime supports {', '.join(SUPPORTED_MODELS)}, not {name!r}; "
-                      "use the torch path for this model")
+def unsupported(name: Any) -> str:
+    """The message for a model the runtime cannot serve."""
+    return (f"the ONNX runtime supports {', '.join(SUPPORTED_MODELS)}, not {name!r}; use the "
+            "torch path for this model")
+
+
+def runtime_class(name: Any) -> "type[RuntimeModel]":
+    """The ``RuntimeModel`` subclass serving the model ``name``; any other is a ``BundleError``."""
+    # Imported here: those modules subclass RuntimeModel, defined below.
+    from defectscope.runtime.anomaly import AnomalyRuntime
+    from defectscope.runtime.supervised import ClassifierRuntime, SegmenterRuntime
+
+    classes: dict[str, type[RuntimeModel]] = {
+        "patchcore": AnomalyRuntime, "padim": AnomalyRuntime,
+        "classifier": ClassifierRuntime, "segmenter": SegmenterRuntime}
+    if not isinstance(name, str) or name not in classes:
+        raise BundleError(unsupported(name))
+    return classes[name]
 
 
 def make_session(onnx_path: Path, provider: str = "cpu"):
@@ -137,22 +144,34 @@ def read_references(model_dir: Path, info: dict[str, Any]) -> list[tuple[np.ndar
 
 
 class RuntimeModel:
-    """A bundle scored by onnxruntime + numpy. Build with ``load`` (checks hashes and parity)."""
+    """A bundle scored by onnxruntime + numpy. Build with ``load`` (checks hashes and parity),
+    which returns the subclass for the bundle's model (see ``runtime_class``).
 
-    def __init__(self, model_dir: Path, info: dict[str, Any], session, scorer: Scorer,
+    Subclasses set ``output_name`` (the ONNX output they read), read their arrays in
+    ``from_arrays`` and implement ``anomaly`` and ``predict`` as the torch model does.
+    """
+
+    output_name: ClassVar[str] = OUTPUT_NAME
+
+    def __init__(self, model_dir: Path, info: dict[str, Any], session,
                  preprocessor: Preprocessor, tolerance: float = DEFAULT_TOLERANCE) -> None:
         self.model_dir = model_dir
         self.info = info
         self.name: str = info["model"]["name"]
+        self.config: dict[str, Any] = dict(info["model"]["config"])
         self.session = session
-        self.scorer = scorer
         self.preprocessor = preprocessor
         self.threshold = float(info["threshold"])
         self.unsure_band = float(info.get("unsure_band", 0.0))
-        self.blur_sigma = float(info["model"]["config"].get("blur_sigma", 0.0))
         self.tolerance = tolerance
         self.model_version: str = info["files"][TENSORS][:12]
         self.dataset_version: str | None = (info.get("dataset") or {}).get("version_id")
+
+    @classmethod
+    def from_arrays(cls, model_dir: Path, info: dict[str, Any], arrays: dict[str, np.ndarray],
+                    session, preprocessor: Preprocessor, tolerance: float) -> "RuntimeModel":
+        """Build from the bundle's arrays other than the network's and the preprocessing's."""
+        return cls(model_dir, info, session, preprocessor, tolerance)
 
     @classmethod
     def from_onnx(cls, model_dir: str | os.PathLike[str], onnx_path: str | os.PathLike[str],
@@ -166,10 +185,10 @@ class RuntimeModel:
         """
         model_dir = Path(model_dir)
         info = read_bundle_info(model_dir)
-        name = info.get("model", {}).get("name")
-        if name not in SUPPORTED_MODELS:
-            raise BundleError(f"{model_dir}: the ONNX runtime supports "
-                              f"{', '.join(SUPPORTED_MODELS)}, not {name!r}")
+        try:
+            kind = runtime_class(info.get("model", {}).get("name"))
+        except BundleError as error:
+            raise BundleError(f"{model_dir}: {error}") from None
         arrays = learned_arrays(model_dir)
         try:
             config = PreprocessConfig.from_dict(preprocess or info["preprocess"])
@@ -177,10 +196,9 @@ class RuntimeModel:
             raise BundleError(f"{model_dir}: invalid preprocessing record ({error!r})") from error
         preprocessor = Preprocessor(config).restore(
             {k[len("preprocess."):]: v for k, v in arrays.items() if k.startswith("preprocess.")})
-        scorer = build_scorer(name, {k: v for k, v in arrays.items()
-                                     if not k.startswith("preprocess.")})
-        return cls(model_dir, info, make_session(Path(onnx_path), provider), scorer,
-                   preprocessor, tolerance)
+        rest = {k: v for k, v in arrays.items() if not k.startswith("preprocess.")}
+        return kind.from_arrays(model_dir, info, rest, make_session(Path(onnx_path), provider),
+                                preprocessor, tolerance)
 
     @classmethod
     def load(cls, model_dir: str | os.PathLike[str], onnx_dir: str | os.PathLike[str] | None = None,
@@ -216,42 +234,17 @@ class RuntimeModel:
         return [ReferenceCheck(source, expected, self.anomaly(image)[0], limit)
                 for image, expected, source in read_references(self.model_dir, self.info)]
 
-    def embed(self, array: np.ndarray) -> np.ndarray:
-        """Network input (3 x h x w float32) -> embeddings (1 x D x h' x w')."""
-        return self.session.run([OUTPUT_NAME], {INPUT_NAME: array[None]})[0]
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        """The ONNX network on a preprocessed batch (N x 3 x h x w float32): its output."""
+        return self.session.run([self.output_name], {INPUT_NAME: batch})[0]
 
-    def anomaly(self, image: np.ndarray) -> tuple[float, np.ndarray, dict[str, float]]:
-        """Score one RGB uint8 image: (image score, anomaly map at the image's size, timings ms).
-
-        Steps, tiles and stitching are ``score_tiled``'s, as on the torch path.
-        """
-        return score_tiled(self.preprocessor, image, self._anomaly_input)
-
-    def _anomaly_input(self, array: np.ndarray) -> tuple[float, np.ndarray, dict[str, float]]:
-        """One network input (C x h x w) -> (score, anomaly map at h x w, timings ms)."""
-        t1 = time.perf_counter()
-        embeddings = self.embed(array)
-        t2 = time.perf_counter()
-        patch_scores, score = self.scorer(embeddings)
-        t3 = time.perf_counter()
-        heatmap = anomaly_map(patch_scores, array.shape[1:], array.shape[1:], self.blur_sigma)
-        t4 = time.perf_counter()
-        return float(score), heatmap, {"backbone": (t2 - t1) * 1e3, "scoring": (t3 - t2) * 1e3,
-                                       "anomaly_map": (t4 - t3) * 1e3}
+    def anomaly(self, image: np.ndarray) -> tuple[float, np.ndarray | None, dict[str, float]]:
+        """Score one RGB uint8 image: (image score, map at the image's size or None, timings)."""
+        raise NotImplementedError
 
     def predict(self, image: np.ndarray) -> InspectionResult:
-        """Score, verdict (the bundle's threshold and unsure band), anomaly map and timings.
-
-        A failed alignment is UNSURE with the reason, never a silent OK (as on the torch path).
-        """
-        try:
-            score, heatmap, timings = self.anomaly(image)
-        except AlignmentError as error:
-            return InspectionResult(score=float("nan"), verdict=Verdict.UNSURE, reason=str(error))
-        verdict = Verdict.from_score(score, self.threshold, self.unsure_band)
-        reason = "score near the threshold" if verdict is Verdict.UNSURE else None
-        return InspectionResult(score=score, verdict=verdict, anomaly_map=heatmap,
-                                timings=timings, reason=reason)
+        """Score, verdict (the bundle's threshold and unsure band) and what else the model says."""
+        raise NotImplementedError
 
 
 def describe(checks: Sequence[ReferenceCheck]) -> str:

@@ -1,14 +1,33 @@
-"""Post-backbone math of the anomaly models (numpy, faiss, OpenCV; no torch).
+"""What follows the network, for every model the runtime serves (numpy, faiss, OpenCV; no torch).
 
 The torch models and the torch-free runtime both call these functions, so an exported model
-scores exactly as the trained one does, up to the backbone's floating-point noise.
+scores exactly as the trained one does, up to the network's floating-point noise: the anomaly
+models' patch scoring and map, the classifier's probabilities and decision, the segmenter's
+probabilities (with flip averaging), score and map.
 
 >>> from defectscope.scoring import anomaly_map, padim_scores, patchcore_scores
 """
 
 from defectscope.scoring.anomaly_map import anomaly_map
+from defectscope.scoring.classification import (
+    class_probabilities,
+    classification_result,
+    not_good_score,
+    probabilities_by_class,
+)
 from defectscope.scoring.nn_index import NearestNeighbours
 from defectscope.scoring.padim import padim_scores
 from defectscope.scoring.patchcore import patchcore_scores, reweight
+from defectscope.scoring.segmentation import (
+    area_score,
+    defect_probabilities,
+    probability_map,
+    segmentation_output,
+    segmentation_result,
+    sigmoid,
+)
 
-__all__ = ["NearestNeighbours", "anomaly_map", "padim_scores", "patchcore_scores", "reweight"]
+__all__ = ["NearestNeighbours", "anomaly_map", "area_score", "class_probabilities",
+           "classification_result", "defect_probabilities", "not_good_score", "padim_scores",
+           "patchcore_scores", "probabilities_by_class", "probability_map", "reweight",
+           "segmentation_output", "segmentation_result", "sigmoid"]
