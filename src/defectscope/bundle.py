@@ -8,7 +8,9 @@ Layout of a bundle folder::
     tensors.safetensors    every learned tensor (backbone trunk included): no pickle anywhere
     manifest.json          the dataset manifest the model was trained from, with its splits
     references/*.png       a few images and the scores the trained model gave them, so an
-                           exported or reloaded model can prove it still scores the same
+                           exported or reloaded model can prove it still scores the same (for
+                           the reference model each with the template it was compared with,
+                           NN_template.png)
 
 ``save_bundle`` writes into a temporary folder and renames it into place, so a failed save never
 leaves a partial bundle. ``load_bundle`` refuses files whose hashes changed and bundles written by
@@ -42,11 +44,16 @@ META_KEY = "meta.json"  # JSON bytes stored as a uint8 tensor: bundles stay safe
 
 @dataclass(frozen=True)
 class Reference:
-    """An image stored in the bundle with the score the trained model gave it."""
+    """An image stored in the bundle with the score the trained model gave it (RGB uint8).
+
+    ``template`` is the defect-free template the image was scored against, for a model that
+    compares each part with one (reference); None for every other model.
+    """
 
     image: np.ndarray
     score: float
     source: str = ""
+    template: np.ndarray | None = None
 
 
 @dataclass
@@ -132,7 +139,12 @@ def save_bundle(
             name = f"references/{i:02d}.png"
             _write_png(staging / name, reference.image)
             files.append(name)
-            reference_rows.append({"file": name, "score": reference.score, "source": reference.source})
+            row = {"file": name, "score": reference.score, "source": reference.source}
+            if reference.template is not None:
+                row["template"] = f"references/{i:02d}_template.png"
+                _write_png(staging / row["template"], reference.template)
+                files.append(row["template"])
+            reference_rows.append(row)
         source = model.weights_source_
         info = {
             "format": FORMAT,
@@ -231,14 +243,39 @@ def load_bundle(model_dir: str | os.PathLike[str]) -> Bundle:
         raise BundleError(f"{model_dir}: cannot rebuild the model: {error}") from error
     except (KeyError, TypeError, ValueError) as error:
         raise BundleError(f"{model_dir}: bundle.json is incomplete or invalid ({error!r})") from error
+    return Bundle(path=model_dir, model=model, info=info,
+                  references=read_reference_images(model_dir, info))
+
+
+def _read_png(path: Path) -> np.ndarray:
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise BundleError(f"{path}: unreadable reference image")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def read_reference_images(model_dir: str | os.PathLike[str],
+                          info: Mapping[str, Any]) -> list[Reference]:
+    """The reference images ``bundle.json`` lists (RGB, with their templates where stored).
+
+    numpy and OpenCV only: the torch-free runtime re-scores them with this too.
+    """
+    model_dir = Path(model_dir)
     references = []
-    for row in info.get("references", []):
-        image = cv2.imread(str(model_dir / row["file"]), cv2.IMREAD_COLOR)
-        if image is None:
-            raise BundleError(f"{model_dir / row['file']}: unreadable reference image")
-        references.append(Reference(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), float(row["score"]),
-                                    row.get("source", "")))
-    return Bundle(path=model_dir, model=model, info=info, references=references)
+    for row in info.get("references") or []:
+        template = row.get("template")
+        references.append(Reference(_read_png(model_dir / row["file"]), float(row["score"]),
+                                    row.get("source") or "",
+                                    None if template is None else _read_png(model_dir / template)))
+    return references
+
+
+def score_reference(model, reference: Reference) -> float:
+    """``model``'s score of a reference image, against its template when it has one (the torch
+    model or the runtime: both take ``anomaly(image[, template])``)."""
+    if reference.template is None:
+        return float(model.anomaly(reference.image)[0])
+    return float(model.anomaly(reference.image, reference.template)[0])
 
 
 def check_references(bundle: Bundle, tolerance: float = 1e-4) -> list[str]:
@@ -249,7 +286,7 @@ def check_references(bundle: Bundle, tolerance: float = 1e-4) -> list[str]:
     problems = []
     limit = tolerance * max(abs(bundle.model.threshold or 1.0), 1e-12)
     for reference in bundle.references:
-        score, _, _ = bundle.model.anomaly(reference.image)
+        score = score_reference(bundle.model, reference)
         if not abs(score - reference.score) <= limit:
             problems.append(f"{reference.source or 'reference'}: expected {reference.score:.6g}, "
                             f"got {score:.6g}")

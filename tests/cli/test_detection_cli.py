@@ -7,6 +7,7 @@ The pairs come from the reference model's tests: boards with a cut trace (open),
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import cv2
 import pytest
@@ -165,6 +166,10 @@ def test_detector_trains_on_yolo_and_reports_the_given_val_split(yolo_parts, tmp
     assert report["split"] == "val" and report["n_images"] == 8
     assert report["map50"] is not None and 0.0 <= report["map50"] <= 1.0
     assert "mAP@0.5" in capsys.readouterr().out
+    assert main(["export", "--model", str(out)]) == 2  # FCOS stays on the torch path
+    assert "supports patchcore, padim, classifier, segmenter, reference, not 'detector'" in \
+        capsys.readouterr().err
+    assert not (out / "onnx").exists()
 
 
 def test_reshot_options_are_refused_for_box_models(reference_model, pcb, tmp_path, capsys):
@@ -178,8 +183,37 @@ def test_reshot_options_are_refused_for_box_models(reference_model, pcb, tmp_pat
     assert not (tmp_path / "r.json").exists()
 
 
-def test_export_of_a_box_model_is_a_clear_error(reference_model, capsys):
-    assert main(["export", "--model", str(reference_model)]) == 2
-    assert "supports patchcore, padim, classifier, segmenter, not 'reference'" in \
-        capsys.readouterr().err
-    assert not (reference_model / "onnx").exists()
+def test_train_records_reference_pairs_and_export_and_run_use_the_runtime(reference_model, pcb,
+                                                                          tmp_path, capsys):
+    from defectscope.bundle import check_references, load_bundle, save_bundle
+    from defectscope.data.images import load_image
+
+    info = json.loads((reference_model / "bundle.json").read_text())
+    assert info["references"] and all("template" in row for row in info["references"])
+    bundle = load_bundle(reference_model)
+    assert check_references(bundle, tolerance=0.0) == []
+    # the product's golden template stored in the model: the line inspects parts without one
+    image = next((pcb / "group300" / "300").glob("*_test.png"))
+    template = load_image(image.with_name(image.name.replace("_test", "_temp")))
+    golden = save_bundle(bundle.model.set_golden_template(template), tmp_path / "golden",
+                         manifest=bundle.manifest(), references=bundle.references,
+                         extra={"task": "detection"})
+    assert main(["export", "--model", str(golden)]) == 0
+    out = capsys.readouterr().out
+    assert "exported reference" in out and "same detections, largest box difference" in out
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    (incoming / image.name).write_bytes(image.read_bytes())
+    (incoming / "template.png").write_bytes(
+        image.with_name(image.name.replace("_test", "_temp")).read_bytes())
+    assert main(["run", "--model", str(golden), "--source", f"glob:{incoming}/*.png", "--json",
+                 "--db", f"sqlite:///{tmp_path / 'results.db'}", "--no-archive"]) == 0
+    out, err = capsys.readouterr()
+    assert "torch path" not in err
+    rows = {Path(row["source"]).name: row for row in map(json.loads, out.splitlines())}
+    torch_model = load_bundle(golden).model
+    for name, row in rows.items():
+        expected = torch_model.predict(load_image(incoming / name))
+        assert row["verdict"] == expected.verdict.value
+        assert row["defect_types"] == list(dict.fromkeys(d.label for d in expected.detections))
+    assert rows[image.name]["verdict"] == "NG" and rows["template.png"]["verdict"] == "OK"

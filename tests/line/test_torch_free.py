@@ -14,7 +14,9 @@ MODULES = [
     "defectscope.service", "defectscope.service.app", "defectscope.service.routes",
     "defectscope.service.auth",
     "defectscope.runtime", "defectscope.runtime.engine", "defectscope.runtime.anomaly",
-    "defectscope.runtime.supervised", "defectscope.scoring",
+    "defectscope.runtime.supervised", "defectscope.runtime.reference", "defectscope.scoring",
+    "defectscope.scoring.detection", "defectscope.models.reference_compare",
+    "defectscope.models.reference_detect", "defectscope.bundle",
 ]
 
 

@@ -117,3 +117,31 @@ def exported_supervised(trained_supervised, tmp_path_factory) -> dict[str, Path]
         bundles[name] = shutil.copytree(path, root / name)
         export_onnx(bundles[name])
     return bundles
+
+
+@pytest.fixture(scope="session")
+def reference_bundles(tmp_path_factory) -> dict[str, Path]:
+    """A tiny reference model (synthetic boards of ``tests.models.test_reference``) saved twice,
+    with its references (each with its own template) and exported: ``plain`` without a golden
+    template, ``golden`` with the template of board 1000. Do not change them."""
+    from defectscope.bundle import save_bundle
+    from defectscope.models.reference import ReferenceComparison
+    from defectscope.runtime.export import export_onnx
+    from defectscope.training.detection import detection_references
+
+    from tests.models.test_reference import FAST, pair, write_dataset
+
+    root = tmp_path_factory.mktemp("reference")
+    dataset = write_dataset(root / "boards", range(40))
+    train, val = dataset.samples[:34], dataset.samples[34:]
+    model = ReferenceComparison(**FAST).fit(dataset, train, val, progress=False,
+                                            log=lambda message: None)
+    model.set_threshold(0.5, {"rule": "test: fixed"})
+    bundles = {}
+    for name, golden in (("plain", None), ("golden", pair(1000)[1])):
+        model.set_golden_template(golden)
+        bundles[name] = save_bundle(model, root / name, manifest=dataset,
+                                    references=detection_references(model, dataset, val),
+                                    extra={"task": "detection"})
+        export_onnx(bundles[name])
+    return bundles

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from defectscope.errors import BundleError
@@ -17,6 +18,7 @@ from defectscope.runtime import (
     ClassifierRuntime,
     ParityError,
     RuntimeInspector,
+    ReferenceRuntime,
     RuntimeModel,
     SegmenterRuntime,
 )
@@ -81,16 +83,18 @@ def test_runtime_refuses_to_start_when_references_score_differently(exported, co
         RuntimeModel.load(model_dir)
 
 
-@pytest.mark.parametrize("name", ["detector", "reference", None])
+@pytest.mark.parametrize("name", ["detector", "something", None])
 def test_unsupported_model_is_a_clear_error(name):
-    with pytest.raises(BundleError, match="supports patchcore, padim, classifier, segmenter"):
+    with pytest.raises(BundleError, match="supports patchcore, padim, classifier, segmenter, "
+                                          "reference, not"):
         runtime_class(name)
 
 
 def test_every_supported_model_has_a_runtime():
     assert {name: runtime_class(name) for name in SUPPORTED_MODELS} == {
         "patchcore": AnomalyRuntime, "padim": AnomalyRuntime,
-        "classifier": ClassifierRuntime, "segmenter": SegmenterRuntime}
+        "classifier": ClassifierRuntime, "segmenter": SegmenterRuntime,
+        "reference": ReferenceRuntime}
     with pytest.raises(BundleError, match="patch scoring exists for patchcore, padim"):
         build_scorer("classifier", {})
 
@@ -102,7 +106,7 @@ def test_a_bundle_of_an_unsupported_model_is_refused_naming_the_supported(export
     info["model"]["name"] = "detector"
     path.write_text(json.dumps(info))
     with pytest.raises(BundleError, match="supports patchcore, padim, classifier, segmenter, "
-                                          "not 'detector'"):
+                                          "reference, not 'detector'"):
         RuntimeModel.load(model_dir)
 
 
@@ -124,19 +128,30 @@ def test_runtime_versions_match_the_torch_path(exported):
     assert runtime.threshold == torch_path.threshold
 
 
-def test_runtime_loads_and_inspects_without_importing_torch(exported, exported_supervised):
+def test_runtime_loads_and_inspects_without_importing_torch(exported, exported_supervised,
+                                                           reference_bundles, tmp_path):
+    from tests.models.test_reference import pair
+
     paths = [str(p) for p in [*exported.values(), *exported_supervised.values()]]
+    board = tmp_path / "board.npy"  # a defective board whose template is the golden one
+    np.save(board, pair(1000)[0])
     code = (
         "import sys\n"
         "import numpy as np\n"
         "from defectscope.runtime import RuntimeInspector\n"
         "import defectscope.runtime.engine, defectscope.runtime.anomaly\n"
-        "import defectscope.runtime.supervised, defectscope.scoring\n"
+        "import defectscope.runtime.supervised, defectscope.runtime.reference\n"
+        "import defectscope.scoring\n"
         f"for path in {paths!r}:\n"
         "    inspector = RuntimeInspector(path)\n"
         "    result = inspector.inspect(np.full((72, 88, 3), 120, np.uint8))\n"
         "    expected = None if inspector.model.name == 'classifier' else (72, 88)\n"
         "    assert getattr(result.anomaly_map, 'shape', None) == expected, path\n"
+        # the reference model compares parts with its golden template (96 x 96 boards)
+        f"inspector = RuntimeInspector({str(reference_bundles['golden'])!r})\n"
+        "assert inspector.inspect(inspector.model.golden_template).verdict.value == 'OK'\n"
+        f"result = inspector.inspect(np.load({str(board)!r}))\n"
+        "assert result.verdict.value == 'NG' and result.detections, result\n"
         "loaded = sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.'))\n"
         "assert not loaded, loaded\n"
     )

@@ -184,9 +184,9 @@ def test_class_probabilities_are_held_to_the_tolerance_too(trained_supervised, c
     assert not (model_dir / "onnx").exists()
 
 
-def test_box_models_are_not_exported():
+def test_the_detector_is_not_exported():
     with pytest.raises(BundleError, match="supports patchcore, padim, classifier, segmenter, "
-                                          "not 'detector'"):
+                                          "reference, not 'detector'"):
         network_graph(SimpleNamespace(name="detector"))
 
 

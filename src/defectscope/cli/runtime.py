@@ -2,8 +2,8 @@
 
     defectscope export --model MODEL_DIR --format onnx [--out DIR] [--tolerance 1e-3]
 
-Models: patchcore, padim, classifier, segmenter (``SUPPORTED_MODELS``); a box model is refused
-with a message naming these.
+Models: patchcore, padim, classifier, segmenter, reference (``SUPPORTED_MODELS``); the detector
+is refused with a message naming these.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "it: every reference image in the bundle is re-scored by the runtime and the export "
         "fails, writing nothing, if a score differs from the recorded one by more than "
         "TOLERANCE x threshold. defectscope run and serve then use it without torch. "
-        f"Models: {', '.join(SUPPORTED_MODELS)} (not the box models reference and detector).")
+        f"Models: {', '.join(SUPPORTED_MODELS)} (not the detector).")
     parser.add_argument("--model", required=True, metavar="MODEL_DIR", help="model folder")
     parser.add_argument("--format", default="onnx", choices=("onnx",), help="export format")
     parser.add_argument("--out", metavar="DIR",
@@ -46,5 +46,8 @@ def _export(args: argparse.Namespace) -> int:
     if record.get("max_probability_abs_diff") is not None:
         parts.append(f"largest class-probability difference "
                      f"{record['max_probability_abs_diff']:.3g}")
+    if record.get("max_box_abs_diff") is not None:
+        parts.append(f"same detections, largest box difference "
+                     f"{record['max_box_abs_diff']:.3g} px")
     print(", ".join(parts))
     return 0

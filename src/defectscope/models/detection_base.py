@@ -22,13 +22,18 @@ from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 import numpy as np
 
+from defectscope.bundle import META_KEY, decode_meta, encode_meta
 from defectscope.data.detection import DetectionDataset, DetectionSample
 from defectscope.errors import AlignmentError, ConfigError, DefectscopeError
 from defectscope.models.decision import Thresholded
-from defectscope.models.supervised import decode_meta, encode_meta, make_config
-from defectscope.types import Detection, InspectionResult, Verdict
-
-META_KEY = "meta.json"
+from defectscope.models.supervised import make_config
+from defectscope.scoring.detection import (
+    alignment_failed_result,
+    best_confidence,
+    detection_result,
+    missing_template,
+)
+from defectscope.types import Detection, InspectionResult
 
 
 class DetectionModel(Thresholded):
@@ -93,17 +98,17 @@ class DetectionModel(Thresholded):
     # -- inference ------------------------------------------------------------------------------
     def _check_template(self, template: np.ndarray | None) -> None:
         if self.needs_template and template is None:
-            raise DefectscopeError(f"{self.name} compares each part with its defect-free template;"
-                                   " pass the template image (predict --template), or store the"
-                                   " product's template in the model (train --template)")
+            raise missing_template(self.name)
 
+    # The verdict rule and the failure results are ``defectscope.scoring.detection``'s, the
+    # functions the torch-free runtime calls too.
     def anomaly(self, image: np.ndarray, template: np.ndarray | None = None):
         """(score, None, timings ms): the best box's confidence, 0.0 when no box is found."""
         self._check_fitted()
         started = time.perf_counter()
         detections = self.detect(image, template)
         timings = {"detect": (time.perf_counter() - started) * 1e3}
-        return (max((d.confidence for d in detections), default=0.0), None, timings)
+        return best_confidence(detections), None, timings
 
     def predict(self, image: np.ndarray, template: np.ndarray | None = None) -> InspectionResult:
         """Boxes at or above the threshold; NG when there is one, UNSURE near the threshold or
@@ -116,14 +121,6 @@ class DetectionModel(Thresholded):
         try:
             detections = self.detect(image, template)
         except AlignmentError as error:  # never a silent OK: a person looks at the part
-            return InspectionResult(score=float("nan"), verdict=Verdict.UNSURE,
-                                    reason=f"alignment to the template failed: {error}")
+            return alignment_failed_result(error)
         timings = {"detect": (time.perf_counter() - started) * 1e3}
-        score = max((d.confidence for d in detections), default=0.0)
-        verdict = Verdict.from_score(score, self.threshold, self.config.unsure_band)
-        kept = tuple(d for d in detections if d.confidence >= self.threshold)
-        return InspectionResult(
-            score=score, verdict=verdict, detections=kept,
-            defect_type=kept[0].label if kept else None, timings=timings,
-            reason="best box confidence near the threshold" if verdict is Verdict.UNSURE
-            else None)
+        return detection_result(detections, self.threshold, self.config.unsure_band, timings)

@@ -31,18 +31,22 @@ from defectscope.data.detection import DetectionDataset, DetectionSample, load_p
 from defectscope.errors import AlignmentError, ConfigError, DataError, DefectscopeError
 from defectscope.models.backbones import HALF, WeightsSource
 from defectscope.models.detection_base import DetectionModel
-from defectscope.models.supervised import load_network_arrays, network_arrays
-from defectscope.models.reference_compare import (CompareConfig, Comparison, compare,
-                                                  crop_windows, decode_boxes, encode_boxes,
-                                                  extract_crops)
-from defectscope.models.reference_net import ReferenceNet, TrainArrays, run_net, train_reference_net
+from defectscope.models.reference_compare import CompareConfig, Comparison, encode_boxes
+from defectscope.models.reference_detect import (
+    GOLDEN_TEMPLATE_KEY,
+    ReferenceSettings,
+    candidate_comparison,
+    candidate_windows,
+    detect_boxes,
+)
+from defectscope.models.reference_net import ReferenceNet, TrainArrays, train_reference_net
 from defectscope.models.registry import register
+from defectscope.models.supervised import load_network_arrays, network_arrays
 from defectscope.preprocess import PreprocessConfig
-from defectscope.scoring.boxes import box_iou, nms
+from defectscope.scoring.boxes import box_iou
 from defectscope.types import Detection
 
 FORMAT_VERSION = 1
-GOLDEN_TEMPLATE_KEY = "golden_template"  # the product template, when stored
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,18 +178,23 @@ class ReferenceComparison(DetectionModel):
             mean=HALF, std=HALF, normalise="none")
 
     # -- windows ------------------------------------------------------------------------------
+    # Comparison, windows and everything after the network are ``reference_detect``'s, the
+    # functions the torch-free runtime calls too.
+    def _settings(self) -> ReferenceSettings:
+        return ReferenceSettings.from_config(self.config.to_dict())
+
     def _compare(self, image: np.ndarray, template: np.ndarray | None) -> Comparison:
-        comparison = compare(image, template, self.config.compare_config())
-        regions = comparison.regions
-        if len(regions) > self.config.max_candidates:
-            area = (regions[:, 2] - regions[:, 0]) * (regions[:, 3] - regions[:, 1])
-            keep = np.sort(np.argsort(-area, kind="stable")[:self.config.max_candidates])
-            comparison = dataclasses.replace(comparison, regions=regions[keep])
-        return comparison
+        return candidate_comparison(image, template, self._settings())
 
     def _windows(self, comparison: Comparison) -> tuple[np.ndarray, np.ndarray]:
-        windows = crop_windows(comparison.regions, self.config.context, self.config.region_scale)
-        return windows, extract_crops(comparison, windows, self.config.crop_size)
+        return candidate_windows(comparison, self._settings())
+
+    def _forward(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The window network on a float32 batch, as numpy (eval mode, no gradients)."""
+        self.net_.eval()
+        with torch.inference_mode():
+            logits, boxes = self.net_(torch.from_numpy(batch))
+        return logits.numpy(), boxes.numpy()
 
     def _training_windows(self, dataset: DetectionDataset, samples: Sequence[DetectionSample],
                           desc: str, progress: bool, log: Callable[[str], None]) -> TrainArrays:
@@ -279,29 +288,7 @@ class ReferenceComparison(DetectionModel):
         if template is None:
             template = self.golden_template
         self._check_template(template)
-        comparison = self._compare(image, template)
-        if not len(comparison.regions):
-            return []
-        windows, crops = self._windows(comparison)
-        probabilities, offsets = run_net(self.net_, crops)
-        boxes = comparison.to_image_frame(decode_boxes(offsets, windows))
-        boxes = np.concatenate([np.minimum(boxes[:, :2], boxes[:, 2:]),
-                                np.maximum(boxes[:, :2], boxes[:, 2:])], axis=1)
-        h, w = np.shape(image)[:2]
-        boxes = np.clip(boxes, 0, [w, h, w, h])
-        valid = (boxes[:, 2] - boxes[:, 0] >= 1) & (boxes[:, 3] - boxes[:, 1] >= 1)
-        rows, kinds = np.nonzero((probabilities[:, 1:] >= self.config.min_confidence)
-                                 & valid[:, None])
-        if not len(rows):
-            return []
-        scores = probabilities[rows, kinds + 1]
-        keep = nms(boxes[rows], scores, self.config.nms_iou, labels=kinds)
-        detections = []
-        for i in keep:
-            x1, y1, x2, y2 = (round(float(v), 2) for v in boxes[rows[i]])
-            detections.append(Detection((x1, y1, x2, y2), self.classes_[kinds[i]],
-                                        float(scores[i])))
-        return detections
+        return detect_boxes(image, template, self._settings(), self.classes_, self._forward)
 
     # -- golden template ----------------------------------------------------------------------
     @property

@@ -9,8 +9,9 @@ the export's tolerance (by default 1e-3 of the threshold).
 ``RuntimeModel.load`` returns the runtime of the bundle's model family (``runtime_class``):
 ``AnomalyRuntime`` (patchcore, padim: ONNX backbone, numpy patch scoring) in
 ``defectscope.runtime.anomaly``; ``ClassifierRuntime`` and ``SegmenterRuntime`` (the whole ONNX
-network, numpy decision) in ``defectscope.runtime.supervised``. This module holds what they share:
-loading and checking, the session, the reference re-scoring.
+network, numpy decision) in ``defectscope.runtime.supervised``; ``ReferenceRuntime`` (the window
+network in ONNX, comparison and boxes in numpy/OpenCV) in ``defectscope.runtime.reference``. This
+module holds what they share: loading and checking, the session, the reference re-scoring.
 
 >>> model = RuntimeModel.load("models/tiles")   # doctest: +SKIP
 >>> model.predict(image).verdict                # doctest: +SKIP
@@ -19,16 +20,22 @@ loading and checking, the session, the reference re-scoring.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Sequence
 
-import cv2
 import numpy as np
 
-from defectscope.bundle import TENSORS, read_bundle_info
+from defectscope.bundle import (
+    TENSORS,
+    Reference,
+    read_bundle_info,
+    read_reference_images,
+    score_reference,
+)
 from defectscope.data.hashing import sha256_file
 from defectscope.errors import BundleError, ConfigError
 from defectscope.preprocess import PreprocessConfig, Preprocessor
@@ -40,10 +47,12 @@ EXPORT_JSON = "export.json"
 INPUT_NAME = "image"
 OUTPUT_NAME = "embeddings"  # the anomaly models' ONNX output (the backbone's patch embeddings)
 LOGITS_NAME = "logits"  # the supervised models' ONNX output (the whole network's)
+BOXES_NAME = "boxes"  # the reference model's second ONNX output (box fractions per window)
 DEFAULT_TOLERANCE = 1e-3  # |runtime score - recorded score| <= tolerance * threshold
 ANOMALY_MODELS = ("patchcore", "padim")
 SUPERVISED_MODELS = ("classifier", "segmenter")
-SUPPORTED_MODELS = ANOMALY_MODELS + SUPERVISED_MODELS
+BOX_MODELS = ("reference",)  # not the detector (torchvision FCOS): it runs on the torch path
+SUPPORTED_MODELS = ANOMALY_MODELS + SUPERVISED_MODELS + BOX_MODELS
 PROVIDERS = ("cpu", "openvino")
 NETWORK_PREFIXES = ("backbone.", "net.")  # bundle arrays that live in the ONNX file instead
 
@@ -93,11 +102,13 @@ def runtime_class(name: Any) -> "type[RuntimeModel]":
     """The ``RuntimeModel`` subclass serving the model ``name``; any other is a ``BundleError``."""
     # Imported here: those modules subclass RuntimeModel, defined below.
     from defectscope.runtime.anomaly import AnomalyRuntime
+    from defectscope.runtime.reference import ReferenceRuntime
     from defectscope.runtime.supervised import ClassifierRuntime, SegmenterRuntime
 
     classes: dict[str, type[RuntimeModel]] = {
         "patchcore": AnomalyRuntime, "padim": AnomalyRuntime,
-        "classifier": ClassifierRuntime, "segmenter": SegmenterRuntime}
+        "classifier": ClassifierRuntime, "segmenter": SegmenterRuntime,
+        "reference": ReferenceRuntime}
     if not isinstance(name, str) or name not in classes:
         raise BundleError(unsupported(name))
     return classes[name]
@@ -126,21 +137,16 @@ def make_session(onnx_path: Path, provider: str = "cpu"):
     return ort.InferenceSession(str(onnx_path), options, providers=providers)
 
 
-def read_references(model_dir: Path, info: dict[str, Any]) -> list[tuple[np.ndarray, float, str]]:
-    """The bundle's reference images (RGB) with their recorded scores; none is an error."""
+def read_references(model_dir: Path, info: dict[str, Any]) -> list[Reference]:
+    """The bundle's reference images (RGB, with their templates where stored) and recorded
+    scores, each named by its source or file; none is an error."""
     rows = info.get("references") or []
     if not rows:
         raise BundleError(f"{model_dir}: the bundle has no reference images, so an export cannot "
                           "prove it scores like the trained model; retrain it with defectscope "
                           "train")
-    references = []
-    for row in rows:
-        image = cv2.imread(str(model_dir / row["file"]), cv2.IMREAD_COLOR)
-        if image is None:
-            raise BundleError(f"{model_dir / row['file']}: unreadable reference image")
-        references.append((cv2.cvtColor(image, cv2.COLOR_BGR2RGB), float(row["score"]),
-                           row.get("source") or row["file"]))
-    return references
+    return [dataclasses.replace(reference, source=reference.source or row["file"])
+            for reference, row in zip(read_reference_images(model_dir, info), rows)]
 
 
 class RuntimeModel:
@@ -226,13 +232,23 @@ class RuntimeModel:
         if failed:
             raise ParityError(f"{model_dir}: the ONNX runtime scores reference images differently "
                               "from the trained model: " + describe(failed))
+        problems = model.check_export(export)
+        if problems:
+            raise ParityError(f"{model_dir}: the ONNX runtime disagrees with what the trained "
+                              "model gave the reference images at export: " + "; ".join(problems))
         return model
 
     def check_references(self) -> list[ReferenceCheck]:
         """Re-score every reference image; the limit is ``tolerance * threshold``."""
         limit = self.tolerance * max(abs(self.threshold), 1e-12)
-        return [ReferenceCheck(source, expected, self.anomaly(image)[0], limit)
-                for image, expected, source in read_references(self.model_dir, self.info)]
+        return [ReferenceCheck(reference.source, reference.score,
+                               score_reference(self, reference), limit)
+                for reference in read_references(self.model_dir, self.info)]
+
+    def check_export(self, export: dict[str, Any]) -> list[str]:
+        """Further checks at load against ``export.json`` (what torch gave beside the score):
+        a line per problem. None here; the box models compare their detections."""
+        return []
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """The ONNX network on a preprocessed batch (N x 3 x h x w float32): its output."""

@@ -8,6 +8,10 @@ Only the network goes into ONNX, with dynamic height and width:
 - supervised models: the whole network ``model.net_`` with a dynamic batch axis too, output
   ``logits`` (classifier N x C, segmenter N x 1 x H x W). Probabilities, score, verdict, defect
   type and map (with the segmenter's flip averaging) are ``defectscope.scoring``'s again.
+- the reference comparison: its window network ``ReferenceNet`` (float32 windows N x 3 x s x s,
+  N dynamic), outputs ``logits`` and ``boxes``. The comparison with the template, the windows,
+  box decoding, clipping, NMS and verdict are ``reference_detect``'s and
+  ``defectscope.scoring``'s. The detector (torchvision FCOS) is refused: it runs on torch.
 
 Exported models that quietly score differently are the most reported problem with anomaly
 export tools, so ``export_onnx`` re-scores every reference image of the bundle through the new
@@ -15,7 +19,11 @@ runtime and fails, leaving nothing behind, if any score differs from the recorde
 ``tolerance * threshold`` (default 1e-3 of the threshold). It also checks torch against ONNX on
 the first reference resized to other aspect ratios (other input sizes), records the maps' largest
 difference and, for the classifier, holds every class probability to the same limit (the defect
-type depends on them, not on the score alone).
+type depends on them, not on the score alone). For the reference model, whose network input is a
+fixed window size, the resized checks are left out; instead every reference image's detections
+(compared with its stored template) must agree with torch's: same labels in the same order, boxes
+within ``BOX_TOLERANCE_PX``, confidences within the limit. ``export.json`` records them, and
+``RuntimeModel.load`` compares the runtime's detections with them again.
 
 >>> export_onnx("models/tiles")   # writes models/tiles/onnx/{model.onnx,export.json}  # doctest: +SKIP
 """
@@ -28,19 +36,21 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import cv2
 import numpy as np
 import torch
 from torch import nn
 
-from defectscope.bundle import TENSORS, load_bundle
+from defectscope.bundle import TENSORS, Reference, load_bundle
 from defectscope.data.hashing import sha256_file
 from defectscope.errors import AlignmentError, BundleError
 from defectscope.fileio import staged_folder
 from defectscope.runtime.engine import (
     ANOMALY_MODELS,
+    BOX_MODELS,
+    BOXES_NAME,
     DEFAULT_TOLERANCE,
     EXPORT_JSON,
     INPUT_NAME,
@@ -53,6 +63,11 @@ from defectscope.runtime.engine import (
     RuntimeModel,
     describe,
     read_references,
+)
+from defectscope.runtime.reference import (
+    BOX_TOLERANCE_PX,
+    detection_differences,
+    detection_to_dict,
 )
 
 OPSET = 17
@@ -73,29 +88,43 @@ class _Embedder(nn.Module):
 
 @dataclass(frozen=True)
 class Graph:
-    """What goes into the ONNX file for one model: the module, its output and dynamic axes."""
+    """What goes into the ONNX file for one model: the module, its input's dynamic axes, its
+    outputs (name -> dynamic axes, in the module's output order) and an example input batch."""
 
     module: nn.Module
-    output_name: str
     input_axes: dict[int, str]
-    output_axes: dict[int, str]
+    outputs: dict[str, dict[int, str]]
     output_layout: str
+    example: Callable[[Reference], np.ndarray]  # a reference image -> the traced input batch
 
 
 def network_graph(model) -> Graph:
-    """The exported part of ``model``: the embedder of an anomaly model, a supervised network."""
+    """The exported part of ``model``: the embedder of an anomaly model, a supervised network,
+    the reference comparison's window network."""
     image_axes = {0: "batch", 2: "height", 3: "width"}
+
+    def preprocessed(reference: Reference) -> np.ndarray:
+        return model.preprocessor(reference.image)[None]
+
     if model.name in ANOMALY_MODELS:
-        return Graph(_Embedder(model), OUTPUT_NAME, {2: "height", 3: "width"},
-                     {2: "grid_height", 3: "grid_width"},
-                     "1 x D x h' x w' float32 patch embeddings")
+        return Graph(_Embedder(model), {2: "height", 3: "width"},
+                     {OUTPUT_NAME: {2: "grid_height", 3: "grid_width"}},
+                     "1 x D x h' x w' float32 patch embeddings", preprocessed)
     if model.name == "classifier":
-        return Graph(model.net_, LOGITS_NAME, image_axes, {0: "batch"},
+        return Graph(model.net_, image_axes, {LOGITS_NAME: {0: "batch"}},
                      f"N x {len(model.classes_)} float32 class logits, classes "
-                     f"{list(model.classes_)}")
+                     f"{list(model.classes_)}", preprocessed)
     if model.name == "segmenter":
-        return Graph(model.net_, LOGITS_NAME, image_axes, image_axes,
-                     "N x 1 x H x W float32 defect logits at the input size")
+        return Graph(model.net_, image_axes, {LOGITS_NAME: image_axes},
+                     "N x 1 x H x W float32 defect logits at the input size", preprocessed)
+    if model.name in BOX_MODELS:
+        side = int(model.config.crop_size)
+        windows = {0: "windows"}
+        return Graph(model.net_, windows, {LOGITS_NAME: windows, BOXES_NAME: windows},
+                     f"windows N x 3 x {side} x {side} float32 in [-1, 1] (part, template, "
+                     f"difference) -> logits N x {len(model.classes_) + 1} (background, then "
+                     f"{list(model.classes_)}), boxes N x 4 (x1, y1, x2, y2 as fractions of "
+                     "the window)", lambda reference: np.zeros((2, 3, side, side), np.float32))
     raise BundleError(f"ONNX export supports {', '.join(SUPPORTED_MODELS)}, not {model.name!r}")
 
 
@@ -108,10 +137,10 @@ def _export_graph(graph: Graph, example: np.ndarray, path: Path) -> None:
         # exporter is deprecated but exact here, and the parity check guards it.
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(
-            graph.module.eval(), (torch.from_numpy(example[None]),), str(path),
+            graph.module.eval(), (torch.from_numpy(example),), str(path),
             dynamo=False, opset_version=OPSET, input_names=[INPUT_NAME],
-            output_names=[graph.output_name], do_constant_folding=True,
-            dynamic_axes={INPUT_NAME: graph.input_axes, graph.output_name: graph.output_axes},
+            output_names=list(graph.outputs), do_constant_folding=True,
+            dynamic_axes={INPUT_NAME: graph.input_axes, **graph.outputs},
         )
 
 
@@ -137,8 +166,27 @@ def _probability_difference(model, runtime: RuntimeModel, image: np.ndarray) -> 
     return max(abs(expected[name] - got[name]) for name in expected)
 
 
+def _anomaly(model, reference: Reference):
+    """``model.anomaly`` of a reference image, against its template when it has one."""
+    if reference.template is None:
+        return model.anomaly(reference.image)
+    return model.anomaly(reference.image, reference.template)
+
+
+def _detection_check(model, runtime: RuntimeModel, reference: Reference) -> dict[str, Any]:
+    """Torch's and the runtime's detections of one reference image, and how far apart."""
+    expected = model.detect(reference.image, reference.template)
+    got = runtime.detect(reference.image, reference.template)
+    box, confidence = detection_differences(expected, got)
+    return {"detections": [detection_to_dict(d) for d in expected],
+            "box_max_abs_diff": box, "confidence_max_abs_diff": confidence}
+
+
 def _size_checks(bundle, runtime: RuntimeModel, image: np.ndarray, limit: float) -> list[dict]:
-    """Torch vs ONNX scores on ``image`` resized to several aspect ratios (input sizes)."""
+    """Torch vs ONNX scores on ``image`` resized to several aspect ratios (input sizes); none
+    for a box model, whose network sees windows of one size."""
+    if bundle.model.name in BOX_MODELS:
+        return []
     rows, seen = [], set()
     side = bundle.model.preprocess_config.image_size * 2
     for aspect_h, aspect_w in ASPECTS:
@@ -167,7 +215,8 @@ def export_onnx(model_dir: str | os.PathLike[str], out_dir: str | os.PathLike[st
 
     Raises ``ParityError`` (and writes nothing) if a reference image or a resized one scores
     differently from the torch model by more than ``tolerance * threshold`` (for the classifier:
-    or a class probability differs by more). Returns ``out_dir``.
+    or a class probability differs by more; for the reference model: or a reference image's
+    detections differ). Returns ``out_dir``.
     """
     import onnxruntime
 
@@ -178,16 +227,18 @@ def export_onnx(model_dir: str | os.PathLike[str], out_dir: str | os.PathLike[st
     references = read_references(model_dir, bundle.info)  # none -> a clear BundleError
     with staged_folder(out_dir) as staging:
         onnx_path = staging / ONNX_FILE
-        _export_graph(graph, bundle.model.preprocessor(references[0][0]), onnx_path)
+        _export_graph(graph, graph.example(references[0]), onnx_path)
         preprocess = bundle.model.preprocess_config.to_dict()  # what the torch model really ran
         runtime = RuntimeModel.from_onnx(model_dir, onnx_path, tolerance, preprocess=preprocess)
         checks = runtime.check_references()
-        maps = [_map_difference(bundle.model.anomaly(image)[1], runtime.anomaly(image)[1])
-                for image, _, _ in references]
-        probabilities = [_probability_difference(bundle.model, runtime, image)
-                         for image, _, _ in references]
+        maps = [_map_difference(_anomaly(bundle.model, r)[1], _anomaly(runtime, r)[1])
+                for r in references]
+        probabilities = [_probability_difference(bundle.model, runtime, r.image)
+                         for r in references]
+        boxes = [_detection_check(bundle.model, runtime, r) if bundle.model.name in BOX_MODELS
+                 else {} for r in references]
         limit = checks[0].limit
-        sizes = _size_checks(bundle, runtime, references[0][0], limit)
+        sizes = _size_checks(bundle, runtime, references[0].image, limit)
         failed = [c for c in checks if not c.ok]
         if failed:
             raise ParityError("the exported model scores reference images differently from the "
@@ -203,6 +254,16 @@ def export_onnx(model_dir: str | os.PathLike[str], out_dir: str | os.PathLike[st
             raise ParityError("the exported classifier's class probabilities differ from "
                               f"torch's by {max_probability:.3g}, beyond {limit:.3g}; nothing "
                               "was written")
+        bad_boxes = [(c, row) for c, row in zip(checks, boxes) if row and not (
+            row["box_max_abs_diff"] <= BOX_TOLERANCE_PX
+            and row["confidence_max_abs_diff"] <= limit)]
+        if bad_boxes:
+            raise ParityError("the exported model's detections differ from torch's on reference "
+                              "images " + ", ".join(
+                                  f"{c.source} (box {row['box_max_abs_diff']:.3g} px, confidence "
+                                  f"{row['confidence_max_abs_diff']:.3g})" for c, row in bad_boxes)
+                              + f" beyond {BOX_TOLERANCE_PX} px or {limit:.3g} (different labels "
+                              "or box counts show as inf); nothing was written")
         record: dict[str, Any] = {
             "format": "defectscope-onnx",
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -212,18 +273,23 @@ def export_onnx(model_dir: str | os.PathLike[str], out_dir: str | os.PathLike[st
             "onnx_sha256": sha256_file(onnx_path),
             "opset": OPSET,
             "inputs": [INPUT_NAME],
-            "outputs": [graph.output_name],
-            "input_layout": "N x 3 x H x W float32, after the 'preprocess' steps below",
+            "outputs": list(graph.outputs),
+            "input_layout": ("N x 3 x H x W float32, after the 'preprocess' steps below"
+                             if bundle.model.name not in BOX_MODELS else
+                             "N x 3 x s x s float32 candidate windows (see output_layout)"),
             "output_layout": graph.output_layout,
             "preprocess": preprocess,
             "tolerance": tolerance,
             "tolerance_rule": "abs(runtime score - recorded score) <= tolerance * threshold",
             "threshold": runtime.threshold,
-            "references": [dict(c.to_dict(), map_max_abs_diff=m, probability_max_abs_diff=q)
-                           for c, m, q in zip(checks, maps, probabilities)],
+            "references": [dict(c.to_dict(), map_max_abs_diff=m, probability_max_abs_diff=q,
+                                **b) for c, m, q, b in zip(checks, maps, probabilities, boxes)],
             "max_score_difference": max(c.difference for c in checks),
             "max_map_abs_diff": _largest(maps),  # None: the model draws no map (classifier)
             "max_probability_abs_diff": max_probability,  # None: not a classifier
+            # None: not a box model
+            "max_box_abs_diff": _largest([b.get("box_max_abs_diff") for b in boxes]),
+            "box_tolerance_px": BOX_TOLERANCE_PX if bundle.model.name in BOX_MODELS else None,
             "input_size_checks": sizes,
             "onnxruntime_version": onnxruntime.__version__,
             "torch_version": torch.__version__,

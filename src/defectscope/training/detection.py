@@ -20,15 +20,16 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from defectscope.bundle import save_bundle
-from defectscope.data.detection import DetectionDataset, DetectionSample
+from defectscope.bundle import Reference, save_bundle
+from defectscope.data.detection import DetectionDataset, DetectionSample, load_pair
 from defectscope.data.detection_splits import split_detection
-from defectscope.errors import ConfigError, DataError
+from defectscope.errors import AlignmentError, ConfigError, DataError
 from defectscope.evaluation.detection import match_detections
 from defectscope.evaluation.detection_run import predict_samples
 from defectscope.evaluation.thresholds import calibrate_threshold
 from defectscope.models.detection_base import DetectionModel
 from defectscope.models.registry import create_model, model_class
+from defectscope.training.anomaly import N_REFERENCES
 from defectscope.types import Detection
 
 N_CALIBRATION_FROM_TRAIN = 200  # training images used to calibrate when no val split may be
@@ -111,6 +112,32 @@ def calibrate_confidence(samples: Sequence[DetectionSample],
                     "IoU 0.5"}
 
 
+def detection_references(model: DetectionModel, dataset: DetectionDataset,
+                         samples: Sequence[DetectionSample], n: int = N_REFERENCES
+                         ) -> list[Reference]:
+    """A few calibration images (those with boxes first, then by path) with the scores the model
+    gives them, stored so a reloaded or exported model can prove it still scores the same.
+
+    A model that compares parts with a template keeps each image's own template beside it (the
+    bundle's golden template need not belong to these images). A pair that cannot be aligned is
+    passed over: it has no score to check.
+    """
+    references: list[Reference] = []
+    for sample in sorted(samples, key=lambda s: (s.is_good, s.path)):
+        if len(references) >= n:
+            break
+        image, template = load_pair(dataset, sample)
+        if not model.needs_template:
+            template = None
+        try:
+            score = (model.anomaly(image)[0] if template is None
+                     else model.anomaly(image, template)[0])
+        except AlignmentError:
+            continue
+        references.append(Reference(image, float(score), sample.path, template))
+    return references
+
+
 def train_detection(
     dataset: DetectionDataset,
     model_name: str,
@@ -163,6 +190,7 @@ def train_detection(
         f"{len(calibration_samples)} {calibrate_on} images")
     metrics = {"fit_seconds": round(fit_seconds, 3), "n_train_images": len(train)}
     out = save_bundle(model, out_dir, manifest=dataset, metrics=metrics,
+                      references=detection_references(model, dataset, calibration_samples),
                       extra={"classes": list(dataset.classes), "task": "detection",
                              "calibrated_on": calibrate_on},
                       overwrite=overwrite)

@@ -1,0 +1,162 @@
+"""The reference comparison in the runtime: the window network in ONNX, the rest in numpy/OpenCV.
+
+The ONNX file is ``ReferenceNet`` alone (float32 windows N x 3 x s x s -> ``logits`` N x (K + 1)
+and ``boxes`` N x 4, N dynamic); the comparison with the template, the windows, the box decoding,
+clipping, NMS and the verdict are ``defectscope.models.reference_detect`` and
+``defectscope.scoring.detection``, the very functions the torch model calls. A part without a
+template of its own is compared with the bundle's golden template; without either it is the
+torch model's error, and a part that cannot be aligned is UNSURE with the reason, as there.
+
+>>> model = RuntimeModel.load("models/pcb")        # doctest: +SKIP
+>>> model.predict(image).detections                # doctest: +SKIP
+(Detection(box=(466.0, 441.0, 493.0, 470.0), label='mousebite', confidence=0.98),)
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from defectscope.bundle import META_KEY, TENSORS, decode_meta
+from defectscope.errors import AlignmentError, BundleError, ConfigError
+from defectscope.models.reference_detect import (
+    GOLDEN_TEMPLATE_KEY,
+    ReferenceSettings,
+    detect_boxes,
+)
+from defectscope.preprocess import Preprocessor
+from defectscope.runtime.engine import (
+    BOXES_NAME,
+    DEFAULT_TOLERANCE,
+    INPUT_NAME,
+    LOGITS_NAME,
+    RuntimeModel,
+    read_references,
+)
+from defectscope.scoring.detection import (
+    alignment_failed_result,
+    best_confidence,
+    detection_result,
+    missing_template,
+)
+from defectscope.types import Detection, InspectionResult
+
+BOX_TOLERANCE_PX = 0.1  # largest corner difference (px) between torch's and ONNX's boxes
+
+
+def detection_to_dict(detection: Detection) -> dict[str, Any]:
+    return {"box": [float(v) for v in detection.box], "label": detection.label,
+            "confidence": float(detection.confidence)}
+
+
+def detection_from_dict(row: Mapping[str, Any]) -> Detection:
+    x1, y1, x2, y2 = (float(v) for v in row["box"])
+    return Detection((x1, y1, x2, y2), str(row["label"]), float(row["confidence"]))
+
+
+def detection_differences(expected: Sequence[Detection], got: Sequence[Detection]
+                          ) -> tuple[float, float]:
+    """(largest box corner difference px, largest confidence difference) of two detection
+    lists, box by box in order; (inf, inf) when their lengths or labels differ."""
+    if [d.label for d in expected] != [d.label for d in got]:
+        return float("inf"), float("inf")
+    if not expected:
+        return 0.0, 0.0
+    boxes = np.abs(np.array([d.box for d in expected]) - np.array([d.box for d in got]))
+    confidences = np.abs(np.array([d.confidence for d in expected])
+                         - np.array([d.confidence for d in got]))
+    return float(boxes.max()), float(confidences.max())
+
+
+def detections_agree(expected: Sequence[Detection], got: Sequence[Detection],
+                     confidence_limit: float) -> bool:
+    """Same labels in the same order, boxes within ``BOX_TOLERANCE_PX``, confidences within
+    ``confidence_limit``."""
+    box, confidence = detection_differences(expected, got)
+    return box <= BOX_TOLERANCE_PX and confidence <= confidence_limit
+
+
+class ReferenceRuntime(RuntimeModel):
+    """Golden-template comparison + the ONNX window network (see the module docstring)."""
+
+    output_name = LOGITS_NAME
+
+    def __init__(self, model_dir: Path, info: dict[str, Any], session,
+                 preprocessor: Preprocessor, tolerance: float = DEFAULT_TOLERANCE, *,
+                 classes: Sequence[str], settings: ReferenceSettings,
+                 golden_template: np.ndarray | None = None) -> None:
+        super().__init__(model_dir, info, session, preprocessor, tolerance)
+        self.classes: tuple[str, ...] = tuple(classes)
+        self.settings = settings
+        self.golden_template = golden_template
+
+    @classmethod
+    def from_arrays(cls, model_dir, info, arrays, session, preprocessor, tolerance):
+        if META_KEY not in arrays:
+            raise BundleError(f"{model_dir}: {TENSORS} lacks {META_KEY} (the class names)")
+        classes = decode_meta(arrays[META_KEY]).get("classes")
+        if not classes:
+            raise BundleError(f"{model_dir}: the reference model's {META_KEY} names no classes")
+        try:
+            settings = ReferenceSettings.from_config(info["model"]["config"])
+        except (ConfigError, TypeError, ValueError) as error:
+            raise BundleError(f"{model_dir}: invalid reference model config ({error})") from error
+        template = arrays.get(GOLDEN_TEMPLATE_KEY)
+        return cls(model_dir, info, session, preprocessor, tolerance, classes=classes,
+                   settings=settings,
+                   golden_template=None if template is None else np.array(template, np.uint8))
+
+    def forward(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The ONNX window network: float32 windows -> (class logits, box fractions)."""
+        logits, boxes = self.session.run([LOGITS_NAME, BOXES_NAME], {INPUT_NAME: batch})
+        return logits, boxes
+
+    def detect(self, image: np.ndarray, template: np.ndarray | None = None) -> list[Detection]:
+        """Every box with a defect probability >= ``min_confidence``, best first (as the torch
+        model's ``detect``: the golden template when ``template`` is None, the same errors)."""
+        if template is None:
+            template = self.golden_template
+        if template is None:
+            raise missing_template(self.name)
+        return detect_boxes(image, template, self.settings, self.classes, self.forward)
+
+    def anomaly(self, image: np.ndarray, template: np.ndarray | None = None
+                ) -> tuple[float, None, dict[str, float]]:
+        """(score, None, timings ms): the best box's confidence, 0.0 when no box is found."""
+        started = time.perf_counter()
+        detections = self.detect(image, template)
+        return best_confidence(detections), None, {
+            "detect": (time.perf_counter() - started) * 1e3}
+
+    def predict(self, image: np.ndarray, template: np.ndarray | None = None) -> InspectionResult:
+        """Boxes at or above the threshold, verdict and defect type (as the torch model);
+        UNSURE with the reason when the part cannot be aligned to its template."""
+        started = time.perf_counter()
+        try:
+            detections = self.detect(image, template)
+        except AlignmentError as error:  # never a silent OK: a person looks at the part
+            return alignment_failed_result(error)
+        timings = {"detect": (time.perf_counter() - started) * 1e3}
+        return detection_result(detections, self.threshold, self.unsure_band, timings)
+
+    def check_export(self, export: dict[str, Any]) -> list[str]:
+        """The reference images' detections against those torch gave at export."""
+        rows = export.get("references") or []
+        references = read_references(self.model_dir, self.info)
+        if len(rows) != len(references) or any("detections" not in row for row in rows):
+            return ["export.json does not record the reference images' detections; export "
+                    "the model again"]
+        limit = self.tolerance * max(abs(self.threshold), 1e-12)
+        problems = []
+        for reference, row in zip(references, rows):
+            expected = [detection_from_dict(d) for d in row["detections"]]
+            got = self.detect(reference.image, reference.template)
+            if not detections_agree(expected, got, limit):
+                box, confidence = detection_differences(expected, got)
+                problems.append(f"{reference.source}: {len(got)} boxes, torch gave "
+                                f"{len(expected)} (largest box difference {box:.3g} px, "
+                                f"confidence difference {confidence:.3g})")
+        return problems
