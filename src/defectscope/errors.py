@@ -39,6 +39,11 @@ class WeightsError(DefectscopeError):
     """Pretrained backbone weights are missing, unknown or do not match their recorded hash."""
 
 
+ALIGNMENT_FAILED = "alignment failed"  # every AlignmentError message, and so every reason
+# a model gives for a part it could not align, contains this (the line's fail-safe rule looks
+# for it)
+
+
 class AlignmentError(DefectscopeError):
     """An image could not be aligned to the golden reference well enough to be judged.
 
@@ -50,4 +55,4 @@ class AlignmentError(DefectscopeError):
         self.problem = problem
         self.quality = float(quality)
         self.homography = homography
-        super().__init__(f"alignment failed: {problem} (quality {self.quality:.3f})")
+        super().__init__(f"{ALIGNMENT_FAILED}: {problem} (quality {self.quality:.3f})")

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 import cv2
 
-from defectscope.errors import ConfigError
+from defectscope.errors import ALIGNMENT_FAILED, ConfigError
 from defectscope.line.sources import Frame
 from defectscope.types import InspectionResult, PartResult, Verdict
 
@@ -37,7 +37,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _SEVERITY = {Verdict.OK: 0, Verdict.UNSURE: 1, Verdict.NG: 2}
-ALIGNMENT_FAILED = "alignment failed"
 
 
 @dataclass(frozen=True)
