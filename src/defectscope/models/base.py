@@ -24,6 +24,7 @@ from defectscope.models.backbones import (
     get_backbone_spec,
 )
 from defectscope.models.decision import Thresholded
+from defectscope.options import make_config as build_config
 from defectscope.preprocess import PreprocessConfig, Preprocessor, parse_steps
 from defectscope.preprocess.tiling import score_tiled, training_inputs
 from defectscope.scoring import anomaly_map
@@ -65,17 +66,14 @@ class AnomalyConfig:
 
 
 def make_config(config_class: type, options: Mapping[str, Any]):
-    """Build a config dataclass, turning unknown or mistyped options into a ``ConfigError``."""
-    fields = {f.name for f in dataclasses.fields(config_class)}
-    unknown = sorted(set(options) - fields)
-    if unknown:
-        raise ConfigError(f"unknown options {unknown}; valid options: {sorted(fields)}")
+    """Build an anomaly config (``layers`` as a tuple; None means the backbone's default);
+    unknown or mistyped options are a ``ConfigError``."""
     values = dict(options)
     if "layers" in values and values["layers"] is not None:
         values["layers"] = tuple(values["layers"])
     if values.get("layers") is None:
         values.pop("layers", None)
-    return config_class(**values)
+    return build_config(config_class, values)
 
 
 def _batches(arrays: Iterable[np.ndarray], batch_size: int) -> Iterator[list[np.ndarray]]:

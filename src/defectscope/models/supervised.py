@@ -20,6 +20,7 @@ from defectscope.bundle import META_KEY, decode_meta, encode_meta  # noqa: F401 
 from defectscope.errors import ConfigError, DefectscopeError
 from defectscope.models.backbones import WeightsSource, get_backbone_spec
 from defectscope.models.decision import Thresholded
+from defectscope.options import make_config  # noqa: F401  (re-exported for detection_base)
 from defectscope.preprocess import PreprocessConfig, Preprocessor
 
 LOSSES = ("auto", "ce", "weighted_ce", "focal", "dice_bce", "dice_focal")
@@ -69,18 +70,6 @@ class SupervisedConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-
-def make_config(config_class: type, options: Mapping[str, Any]):
-    """Build a config dataclass, turning unknown options into a ``ConfigError``."""
-    fields = {f.name for f in dataclasses.fields(config_class)}
-    unknown = sorted(set(options) - fields)
-    if unknown:
-        raise ConfigError(f"unknown options {unknown}; valid options: {sorted(fields)}")
-    try:
-        return config_class(**options)
-    except TypeError as error:
-        raise ConfigError(str(error)) from error
 
 
 NET_PREFIX = "net."
