@@ -166,10 +166,12 @@ def test_detector_trains_on_yolo_and_reports_the_given_val_split(yolo_parts, tmp
     assert report["split"] == "val" and report["n_images"] == 8
     assert report["map50"] is not None and 0.0 <= report["map50"] <= 1.0
     assert "mAP@0.5" in capsys.readouterr().out
-    assert main(["export", "--model", str(out)]) == 2  # FCOS stays on the torch path
-    assert "supports patchcore, padim, classifier, segmenter, reference, not 'detector'" in \
-        capsys.readouterr().err
-    assert not (out / "onnx").exists()
+    capsys.readouterr()
+    assert main(["export", "--model", str(out)]) == 0  # FCOS head outputs + numpy decoding
+    assert "exported detector" in capsys.readouterr().out
+    record = json.loads((out / "onnx" / "export.json").read_text())
+    assert record["model"] == "detector" and all(row["ok"] for row in record["references"])
+    assert any(row["detections"] for row in record["references"])
 
 
 def test_reshot_options_are_refused_for_box_models(reference_model, pcb, tmp_path, capsys):

@@ -14,7 +14,8 @@ MODULES = [
     "defectscope.service", "defectscope.service.app", "defectscope.service.routes",
     "defectscope.service.auth",
     "defectscope.runtime", "defectscope.runtime.engine", "defectscope.runtime.anomaly",
-    "defectscope.runtime.supervised", "defectscope.runtime.reference", "defectscope.scoring",
+    "defectscope.runtime.supervised", "defectscope.runtime.reference",
+    "defectscope.runtime.detector", "defectscope.scoring", "defectscope.scoring.fcos",
     "defectscope.scoring.detection", "defectscope.models.reference_compare",
     "defectscope.models.reference_detect", "defectscope.bundle",
 ]

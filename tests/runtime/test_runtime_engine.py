@@ -16,6 +16,7 @@ from defectscope.runtime import (
     SUPPORTED_MODELS,
     AnomalyRuntime,
     ClassifierRuntime,
+    DetectorRuntime,
     ParityError,
     RuntimeInspector,
     ReferenceRuntime,
@@ -83,10 +84,10 @@ def test_runtime_refuses_to_start_when_references_score_differently(exported, co
         RuntimeModel.load(model_dir)
 
 
-@pytest.mark.parametrize("name", ["detector", "something", None])
+@pytest.mark.parametrize("name", ["something", "", None])
 def test_unsupported_model_is_a_clear_error(name):
     with pytest.raises(BundleError, match="supports patchcore, padim, classifier, segmenter, "
-                                          "reference, not"):
+                                          "reference, detector, not"):
         runtime_class(name)
 
 
@@ -94,7 +95,7 @@ def test_every_supported_model_has_a_runtime():
     assert {name: runtime_class(name) for name in SUPPORTED_MODELS} == {
         "patchcore": AnomalyRuntime, "padim": AnomalyRuntime,
         "classifier": ClassifierRuntime, "segmenter": SegmenterRuntime,
-        "reference": ReferenceRuntime}
+        "reference": ReferenceRuntime, "detector": DetectorRuntime}
     with pytest.raises(BundleError, match="patch scoring exists for patchcore, padim"):
         build_scorer("classifier", {})
 
@@ -103,10 +104,10 @@ def test_a_bundle_of_an_unsupported_model_is_refused_naming_the_supported(export
     model_dir = copy_of(exported["padim"])
     path = model_dir / "bundle.json"
     info = json.loads(path.read_text())
-    info["model"]["name"] = "detector"
+    info["model"]["name"] = "fasterrcnn"
     path.write_text(json.dumps(info))
     with pytest.raises(BundleError, match="supports patchcore, padim, classifier, segmenter, "
-                                          "reference, not 'detector'"):
+                                          "reference, detector, not 'fasterrcnn'"):
         RuntimeModel.load(model_dir)
 
 

@@ -180,10 +180,11 @@ def test_failed_parity_writes_nothing(reference_bundles, copy_of, monkeypatch):
     assert not (model_dir / "onnx2").exists()
 
 
-def test_the_detector_is_still_refused_naming_the_supported_models():
-    message = "supports patchcore, padim, classifier, segmenter, reference, not 'detector'"
+def test_an_unknown_model_is_refused_naming_the_supported_models():
+    message = ("supports patchcore, padim, classifier, segmenter, reference, detector, not "
+               "'fasterrcnn'")
     with pytest.raises(BundleError, match=message):
-        network_graph(SimpleNamespace(name="detector"))
+        network_graph(SimpleNamespace(name="fasterrcnn"))
     with pytest.raises(BundleError, match=message):
-        runtime_class("detector")
+        runtime_class("fasterrcnn")
     assert runtime_class("reference") is ReferenceRuntime

@@ -184,10 +184,10 @@ def test_class_probabilities_are_held_to_the_tolerance_too(trained_supervised, c
     assert not (model_dir / "onnx").exists()
 
 
-def test_the_detector_is_not_exported():
+def test_an_unknown_model_is_not_exported():
     with pytest.raises(BundleError, match="supports patchcore, padim, classifier, segmenter, "
-                                          "reference, not 'detector'"):
-        network_graph(SimpleNamespace(name="detector"))
+                                          "reference, detector, not 'fasterrcnn'"):
+        network_graph(SimpleNamespace(name="fasterrcnn"))
 
 
 def test_line_runner_picks_the_runtime_for_a_supervised_export(exported_supervised):

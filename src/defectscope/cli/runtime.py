@@ -2,8 +2,8 @@
 
     defectscope export --model MODEL_DIR --format onnx [--out DIR] [--tolerance 1e-3]
 
-Models: patchcore, padim, classifier, segmenter, reference (``SUPPORTED_MODELS``); the detector
-is refused with a message naming these.
+Models: patchcore, padim, classifier, segmenter, reference, detector (``SUPPORTED_MODELS``);
+any other is refused with a message naming these.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "it: every reference image in the bundle is re-scored by the runtime and the export "
         "fails, writing nothing, if a score differs from the recorded one by more than "
         "TOLERANCE x threshold. defectscope run and serve then use it without torch. "
-        f"Models: {', '.join(SUPPORTED_MODELS)} (not the detector).")
+        f"Models: {', '.join(SUPPORTED_MODELS)}.")
     parser.add_argument("--model", required=True, metavar="MODEL_DIR", help="model folder")
     parser.add_argument("--format", default="onnx", choices=("onnx",), help="export format")
     parser.add_argument("--out", metavar="DIR",

@@ -27,10 +27,11 @@ from defectscope.errors import ConfigError, DataError, DefectscopeError
 from defectscope.models.backbones import get_backbone_spec
 from defectscope.models.detection_base import DetectionModel
 from defectscope.models.supervised import load_network_arrays, network_arrays
-from defectscope.models.detector_net import TAPS, NetSpec, build_detector_net
+from defectscope.models.detector_net import TAPS, HeadOutputs, NetSpec, build_detector_net
 from defectscope.models.registry import register
 from defectscope.preprocess import PreprocessConfig, Preprocessor
 from defectscope.preprocess.steps import Colour
+from defectscope.scoring.fcos import FcosSettings, detect_images
 from defectscope.types import Detection
 
 
@@ -226,22 +227,16 @@ class BoxDetector(DetectionModel):
         net.detections_per_img = self.config.max_detections
 
     def _detect_arrays(self, net, images: Sequence[np.ndarray]) -> list[list[Detection]]:
-        """Detections for RGB/grey images, best first, boxes in each image's pixel frame."""
-        inputs = [self.preprocessor(image) for image in images]
-        net.eval()
-        with torch.inference_mode():
-            outputs = net([torch.from_numpy(x) for x in inputs])
-        found = []
-        for image, x, out in zip(images, inputs, outputs):
-            sx, sy = image.shape[1] / x.shape[2], image.shape[0] / x.shape[1]
-            boxes = out["boxes"].numpy().astype(np.float64) * (sx, sy, sx, sy)
-            scores = out["scores"].numpy().astype(np.float64)
-            labels = out["labels"].numpy()
-            order = np.argsort(-scores, kind="stable")
-            found.append([Detection(tuple(float(v) for v in boxes[i]), self.classes_[labels[i]],
-                                    float(scores[i]))
-                          for i in order if scores[i] >= self.config.min_confidence])
-        return found
+        """Detections for RGB/grey images, best first, boxes in each image's pixel frame: the
+        network up to its head outputs, then ``scoring.fcos``'s numpy decoding (the runtime's)."""
+        raw = HeadOutputs(net).eval()
+
+        def forward(batch: np.ndarray):
+            with torch.inference_mode():
+                return tuple(t.numpy() for t in raw(torch.from_numpy(batch)))
+
+        return detect_images(images, self.preprocessor, forward, self.classes_,
+                             FcosSettings.from_config(self.config.to_dict()))
 
     def _detect_samples(self, net, dataset: DetectionDataset,
                         samples: Sequence[DetectionSample]) -> list[list[Detection]]:

@@ -13,6 +13,8 @@ detection batches are too small for reliable statistics.
 
 Input: float tensors already resized and normalised by ``defectscope.preprocess`` (the same
 code the runtime uses), so the FCOS transform here only batches; it never resizes.
+Inference runs ``HeadOutputs`` (the network up to FCOS's raw head outputs, also what ONNX
+holds) and decodes with ``defectscope.scoring.fcos``, not torchvision's post-processing.
 
 >>> net = build_detector_net(NetSpec("mobilenet_v2", n_classes=6), pretrained=False)
 >>> net.eval()([torch.zeros(3, 128, 128)])[0]["boxes"].shape[1]
@@ -34,6 +36,7 @@ from torchvision.ops.feature_pyramid_network import ExtraFPNBlock, FeaturePyrami
 
 from defectscope.errors import ConfigError
 from defectscope.models.backbones import WeightsSource, get_backbone_spec, load_pretrained
+from defectscope.scoring.fcos import fcos_strides
 
 # Stage (module path in the backbone) whose output has each stride, per backbone.
 TAPS: dict[str, dict[int, str]] = {
@@ -66,7 +69,7 @@ class NetSpec:
     frozen_stride: int = 8  # trunk stages with this output stride or finer are not trained
 
     def strides(self) -> tuple[int, ...]:
-        return tuple(s for s in (4, 8, 16, 32, 64) if self.min_stride <= s <= self.max_stride)
+        return fcos_strides(self.min_stride, self.max_stride)
 
 
 class _LastLevelP6(ExtraFPNBlock):
@@ -144,6 +147,26 @@ class _BatchOnly(GeneralizedRCNNTransform):
 
     def resize(self, image: torch.Tensor, target: Any = None):
         return image, target
+
+
+class HeadOutputs(nn.Module):
+    """An FCOS up to its raw head outputs, for one padded batch (N x 3 x H x W float32): class
+    logits N x P x K, box distances N x P x 4 and centre-ness logits N x P x 1 over every
+    level's points, and the levels' grid sizes L x 2 (int64). This is what inference runs and
+    what goes into ONNX; decoding is ``defectscope.scoring.fcos``'s numpy, shared with the
+    runtime, instead of torchvision's ``postprocess_detections``. Shares ``net``'s modules."""
+
+    def __init__(self, net: FCOS) -> None:
+        super().__init__()
+        self.backbone = net.backbone
+        self.head = net.head
+
+    def forward(self, x: torch.Tensor):
+        features = list(self.backbone(x).values())
+        out = self.head(features)
+        # Shapes as tensors, so the traced ONNX graph reports the sizes of the input it gets.
+        sizes = torch.stack([torch._shape_as_tensor(f)[2:] for f in features])
+        return out["cls_logits"], out["bbox_regression"], out["bbox_ctrness"], sizes
 
 
 def build_detector_net(spec: NetSpec, pretrained: bool, weights_file: str | None = None,

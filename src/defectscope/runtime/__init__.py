@@ -2,9 +2,9 @@
 
 ``defectscope.runtime.export`` (which needs torch) writes ``M/onnx/``; everything importable from
 here runs without torch, so an edge box needs only the runtime extra and the bundle. Models:
-``SUPPORTED_MODELS`` (patchcore, padim, classifier, segmenter, reference; not the detector);
+``SUPPORTED_MODELS`` (patchcore, padim, classifier, segmenter, reference, detector);
 ``RuntimeModel.load`` returns the matching ``AnomalyRuntime``, ``ClassifierRuntime``,
-``SegmenterRuntime`` or ``ReferenceRuntime``.
+``SegmenterRuntime``, ``ReferenceRuntime`` or ``DetectorRuntime``.
 
 >>> from defectscope.runtime import RuntimeInspector
 >>> RuntimeInspector("models/tiles").inspect(image).verdict   # doctest: +SKIP
@@ -19,9 +19,10 @@ from defectscope.runtime.engine import (
     RuntimeModel,
 )
 from defectscope.runtime.anomaly import AnomalyRuntime  # noqa: E402 (after the base class)
+from defectscope.runtime.detector import DetectorRuntime  # noqa: E402
 from defectscope.runtime.reference import ReferenceRuntime  # noqa: E402
 from defectscope.runtime.supervised import ClassifierRuntime, SegmenterRuntime  # noqa: E402
 
 __all__ = ["DEFAULT_TOLERANCE", "SUPPORTED_MODELS", "AnomalyRuntime", "ClassifierRuntime",
-           "ParityError", "ReferenceCheck", "ReferenceRuntime", "RuntimeInspector",
+           "DetectorRuntime", "ParityError", "ReferenceCheck", "ReferenceRuntime", "RuntimeInspector",
            "RuntimeModel", "SegmenterRuntime"]

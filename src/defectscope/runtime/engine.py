@@ -48,10 +48,12 @@ INPUT_NAME = "image"
 OUTPUT_NAME = "embeddings"  # the anomaly models' ONNX output (the backbone's patch embeddings)
 LOGITS_NAME = "logits"  # the supervised models' ONNX output (the whole network's)
 BOXES_NAME = "boxes"  # the reference model's second ONNX output (box fractions per window)
+# The detector's ONNX outputs: FCOS's raw head outputs and the pyramid levels' grid sizes.
+FCOS_OUTPUTS = ("cls_logits", "bbox_regression", "bbox_ctrness", "level_sizes")
 DEFAULT_TOLERANCE = 1e-3  # |runtime score - recorded score| <= tolerance * threshold
 ANOMALY_MODELS = ("patchcore", "padim")
 SUPERVISED_MODELS = ("classifier", "segmenter")
-BOX_MODELS = ("reference",)  # not the detector (torchvision FCOS): it runs on the torch path
+BOX_MODELS = ("reference", "detector")
 SUPPORTED_MODELS = ANOMALY_MODELS + SUPERVISED_MODELS + BOX_MODELS
 PROVIDERS = ("cpu", "openvino")
 NETWORK_PREFIXES = ("backbone.", "net.")  # bundle arrays that live in the ONNX file instead
@@ -102,13 +104,14 @@ def runtime_class(name: Any) -> "type[RuntimeModel]":
     """The ``RuntimeModel`` subclass serving the model ``name``; any other is a ``BundleError``."""
     # Imported here: those modules subclass RuntimeModel, defined below.
     from defectscope.runtime.anomaly import AnomalyRuntime
+    from defectscope.runtime.detector import DetectorRuntime
     from defectscope.runtime.reference import ReferenceRuntime
     from defectscope.runtime.supervised import ClassifierRuntime, SegmenterRuntime
 
     classes: dict[str, type[RuntimeModel]] = {
         "patchcore": AnomalyRuntime, "padim": AnomalyRuntime,
         "classifier": ClassifierRuntime, "segmenter": SegmenterRuntime,
-        "reference": ReferenceRuntime}
+        "reference": ReferenceRuntime, "detector": DetectorRuntime}
     if not isinstance(name, str) or name not in classes:
         raise BundleError(unsupported(name))
     return classes[name]

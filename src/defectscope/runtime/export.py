@@ -11,7 +11,12 @@ Only the network goes into ONNX, with dynamic height and width:
 - the reference comparison: its window network ``ReferenceNet`` (float32 windows N x 3 x s x s,
   N dynamic), outputs ``logits`` and ``boxes``. The comparison with the template, the windows,
   box decoding, clipping, NMS and verdict are ``reference_detect``'s and
-  ``defectscope.scoring``'s. The detector (torchvision FCOS) is refused: it runs on torch.
+  ``defectscope.scoring``'s.
+- the detector (torchvision FCOS): ``detector_net.HeadOutputs``, the network up to FCOS's raw
+  head outputs for a padded batch (N, H, W dynamic), outputs ``cls_logits``, ``bbox_regression``,
+  ``bbox_ctrness`` and the pyramid's ``level_sizes``. Points, scores, box decoding, NMS and the
+  rescaling are ``defectscope.scoring.fcos``'s numpy, which ``BoxDetector.detect`` calls too
+  (in place of torchvision's post-processing).
 
 Exported models that quietly score differently are the most reported problem with anomaly
 export tools, so ``export_onnx`` re-scores every reference image of the bundle through the new
@@ -19,10 +24,12 @@ runtime and fails, leaving nothing behind, if any score differs from the recorde
 ``tolerance * threshold`` (default 1e-3 of the threshold). It also checks torch against ONNX on
 the first reference resized to other aspect ratios (other input sizes), records the maps' largest
 difference and, for the classifier, holds every class probability to the same limit (the defect
-type depends on them, not on the score alone). For the reference model, whose network input is a
-fixed window size, the resized checks are left out; instead every reference image's detections
-(compared with its stored template) must agree with torch's: same labels in the same order, boxes
-within ``BOX_TOLERANCE_PX``, confidences within the limit. ``export.json`` records them, and
+type depends on them, not on the score alone). For the box models (reference comparison,
+detector) every reference image's detections (the reference model's compared with its stored
+template) must also agree with torch's: same labels in the same order (but boxes of
+near-equal confidence may swap places), boxes within ``BOX_TOLERANCE_PX``, confidences within
+the limit; the reference model, whose network input is a
+fixed window size, has no resized checks. ``export.json`` records them, and
 ``RuntimeModel.load`` compares the runtime's detections with them again.
 
 >>> export_onnx("models/tiles")   # writes models/tiles/onnx/{model.onnx,export.json}  # doctest: +SKIP
@@ -53,6 +60,7 @@ from defectscope.runtime.engine import (
     BOXES_NAME,
     DEFAULT_TOLERANCE,
     EXPORT_JSON,
+    FCOS_OUTPUTS,
     INPUT_NAME,
     LOGITS_NAME,
     ONNX_DIR,
@@ -96,11 +104,12 @@ class Graph:
     outputs: dict[str, dict[int, str]]
     output_layout: str
     example: Callable[[Reference], np.ndarray]  # a reference image -> the traced input batch
+    input_layout: str = "N x 3 x H x W float32, after the 'preprocess' steps below"
 
 
 def network_graph(model) -> Graph:
     """The exported part of ``model``: the embedder of an anomaly model, a supervised network,
-    the reference comparison's window network."""
+    the reference comparison's window network, the detector up to its head outputs."""
     image_axes = {0: "batch", 2: "height", 3: "width"}
 
     def preprocessed(reference: Reference) -> np.ndarray:
@@ -117,14 +126,30 @@ def network_graph(model) -> Graph:
     if model.name == "segmenter":
         return Graph(model.net_, image_axes, {LOGITS_NAME: image_axes},
                      "N x 1 x H x W float32 defect logits at the input size", preprocessed)
-    if model.name in BOX_MODELS:
+    if model.name == "detector":
+        from defectscope.models.detector_net import HeadOutputs
+        from defectscope.scoring.fcos import pad_batch
+
+        points = {0: "batch", 1: "points"}
+        return Graph(HeadOutputs(model.net_), image_axes,
+                     dict(zip(FCOS_OUTPUTS, (points, points, points, {}))),
+                     f"cls_logits N x P x {len(model.classes_)} (classes "
+                     f"{list(model.classes_)}), bbox_regression N x P x 4 (distances in anchor "
+                     "sizes), bbox_ctrness N x P x 1 float32 over the P points of the pyramid "
+                     "levels (cells row by row, finest level first), level_sizes L x 2 int64 "
+                     "(grid height, width per level)",
+                     lambda reference: pad_batch([model.preprocessor(reference.image)]),
+                     "N x 3 x H x W float32 after the 'preprocess' steps below, zero-padded "
+                     "to multiples of 32")
+    if model.name == "reference":
         side = int(model.config.crop_size)
         windows = {0: "windows"}
         return Graph(model.net_, windows, {LOGITS_NAME: windows, BOXES_NAME: windows},
                      f"windows N x 3 x {side} x {side} float32 in [-1, 1] (part, template, "
                      f"difference) -> logits N x {len(model.classes_) + 1} (background, then "
                      f"{list(model.classes_)}), boxes N x 4 (x1, y1, x2, y2 as fractions of "
-                     "the window)", lambda reference: np.zeros((2, 3, side, side), np.float32))
+                     "the window)", lambda reference: np.zeros((2, 3, side, side), np.float32),
+                     f"N x 3 x {side} x {side} float32 candidate windows (see output_layout)")
     raise BundleError(f"ONNX export supports {', '.join(SUPPORTED_MODELS)}, not {model.name!r}")
 
 
@@ -173,19 +198,21 @@ def _anomaly(model, reference: Reference):
     return model.anomaly(reference.image, reference.template)
 
 
-def _detection_check(model, runtime: RuntimeModel, reference: Reference) -> dict[str, Any]:
-    """Torch's and the runtime's detections of one reference image, and how far apart."""
+def _detection_check(model, runtime: RuntimeModel, reference: Reference,
+                     limit: float) -> dict[str, Any]:
+    """Torch's and the runtime's detections of one reference image, and how far apart
+    (boxes of confidences within ``limit`` of each other may have swapped places)."""
     expected = model.detect(reference.image, reference.template)
     got = runtime.detect(reference.image, reference.template)
-    box, confidence = detection_differences(expected, got)
+    box, confidence = detection_differences(expected, got, limit)
     return {"detections": [detection_to_dict(d) for d in expected],
             "box_max_abs_diff": box, "confidence_max_abs_diff": confidence}
 
 
 def _size_checks(bundle, runtime: RuntimeModel, image: np.ndarray, limit: float) -> list[dict]:
     """Torch vs ONNX scores on ``image`` resized to several aspect ratios (input sizes); none
-    for a box model, whose network sees windows of one size."""
-    if bundle.model.name in BOX_MODELS:
+    for the reference model, whose network sees windows of one size."""
+    if bundle.model.name == "reference":
         return []
     rows, seen = [], set()
     side = bundle.model.preprocess_config.image_size * 2
@@ -235,9 +262,9 @@ def export_onnx(model_dir: str | os.PathLike[str], out_dir: str | os.PathLike[st
                 for r in references]
         probabilities = [_probability_difference(bundle.model, runtime, r.image)
                          for r in references]
-        boxes = [_detection_check(bundle.model, runtime, r) if bundle.model.name in BOX_MODELS
-                 else {} for r in references]
         limit = checks[0].limit
+        boxes = [_detection_check(bundle.model, runtime, r, limit)
+                 if bundle.model.name in BOX_MODELS else {} for r in references]
         sizes = _size_checks(bundle, runtime, references[0].image, limit)
         failed = [c for c in checks if not c.ok]
         if failed:
@@ -274,9 +301,7 @@ def export_onnx(model_dir: str | os.PathLike[str], out_dir: str | os.PathLike[st
             "opset": OPSET,
             "inputs": [INPUT_NAME],
             "outputs": list(graph.outputs),
-            "input_layout": ("N x 3 x H x W float32, after the 'preprocess' steps below"
-                             if bundle.model.name not in BOX_MODELS else
-                             "N x 3 x s x s float32 candidate windows (see output_layout)"),
+            "input_layout": graph.input_layout,
             "output_layout": graph.output_layout,
             "preprocess": preprocess,
             "tolerance": tolerance,

@@ -57,14 +57,37 @@ def detection_from_dict(row: Mapping[str, Any]) -> Detection:
     return Detection((x1, y1, x2, y2), str(row["label"]), float(row["confidence"]))
 
 
-def detection_differences(expected: Sequence[Detection], got: Sequence[Detection]
-                          ) -> tuple[float, float]:
+def _paired(expected: Sequence[Detection], got: Sequence[Detection],
+            confidence_limit: float) -> list[Detection]:
+    """``got`` in ``expected``'s order, where the two orders differ only among detections whose
+    confidences are within ``confidence_limit`` of each other (float noise may swap two boxes
+    of near-equal confidence; it changes no decision). Otherwise ``got`` as it is."""
+    remaining, paired = list(got), []
+    for want in expected:
+        first = remaining[0].confidence
+        ties = [i for i, d in enumerate(remaining)
+                if d.label == want.label and abs(d.confidence - first) <= confidence_limit
+                and abs(d.confidence - want.confidence) <= confidence_limit]
+        if not ties:
+            return list(got)
+        best = min(ties, key=lambda i: max(abs(a - b) for a, b in zip(remaining[i].box,
+                                                                      want.box)))
+        paired.append(remaining.pop(best))
+    return paired
+
+
+def detection_differences(expected: Sequence[Detection], got: Sequence[Detection],
+                          confidence_limit: float = 0.0) -> tuple[float, float]:
     """(largest box corner difference px, largest confidence difference) of two detection
-    lists, box by box in order; (inf, inf) when their lengths or labels differ."""
-    if [d.label for d in expected] != [d.label for d in got]:
+    lists, box by box in order (detections whose confidences are within ``confidence_limit``
+    may have swapped places); (inf, inf) when their lengths or labels differ."""
+    if len(expected) != len(got):
         return float("inf"), float("inf")
     if not expected:
         return 0.0, 0.0
+    got = _paired(expected, got, confidence_limit)
+    if [d.label for d in expected] != [d.label for d in got]:
+        return float("inf"), float("inf")
     boxes = np.abs(np.array([d.box for d in expected]) - np.array([d.box for d in got]))
     confidences = np.abs(np.array([d.confidence for d in expected])
                          - np.array([d.confidence for d in got]))
@@ -73,9 +96,10 @@ def detection_differences(expected: Sequence[Detection], got: Sequence[Detection
 
 def detections_agree(expected: Sequence[Detection], got: Sequence[Detection],
                      confidence_limit: float) -> bool:
-    """Same labels in the same order, boxes within ``BOX_TOLERANCE_PX``, confidences within
+    """Same labels in the same order (but for near-equal confidences, see
+    ``detection_differences``), boxes within ``BOX_TOLERANCE_PX``, confidences within
     ``confidence_limit``."""
-    box, confidence = detection_differences(expected, got)
+    box, confidence = detection_differences(expected, got, confidence_limit)
     return box <= BOX_TOLERANCE_PX and confidence <= confidence_limit
 
 
@@ -144,19 +168,25 @@ class ReferenceRuntime(RuntimeModel):
 
     def check_export(self, export: dict[str, Any]) -> list[str]:
         """The reference images' detections against those torch gave at export."""
-        rows = export.get("references") or []
-        references = read_references(self.model_dir, self.info)
-        if len(rows) != len(references) or any("detections" not in row for row in rows):
-            return ["export.json does not record the reference images' detections; export "
-                    "the model again"]
-        limit = self.tolerance * max(abs(self.threshold), 1e-12)
-        problems = []
-        for reference, row in zip(references, rows):
-            expected = [detection_from_dict(d) for d in row["detections"]]
-            got = self.detect(reference.image, reference.template)
-            if not detections_agree(expected, got, limit):
-                box, confidence = detection_differences(expected, got)
-                problems.append(f"{reference.source}: {len(got)} boxes, torch gave "
-                                f"{len(expected)} (largest box difference {box:.3g} px, "
-                                f"confidence difference {confidence:.3g})")
-        return problems
+        return check_export_detections(self, export)
+
+
+def check_export_detections(model, export: dict[str, Any]) -> list[str]:
+    """A box model runtime's detections of the reference images (``model.detect(image,
+    template)``) against those torch gave at export (``export.json``): a line per problem."""
+    rows = export.get("references") or []
+    references = read_references(model.model_dir, model.info)
+    if len(rows) != len(references) or any("detections" not in row for row in rows):
+        return ["export.json does not record the reference images' detections; export "
+                "the model again"]
+    limit = model.tolerance * max(abs(model.threshold), 1e-12)
+    problems = []
+    for reference, row in zip(references, rows):
+        expected = [detection_from_dict(d) for d in row["detections"]]
+        got = model.detect(reference.image, reference.template)
+        if not detections_agree(expected, got, limit):
+            box, confidence = detection_differences(expected, got, limit)
+            problems.append(f"{reference.source}: {len(got)} boxes, torch gave "
+                            f"{len(expected)} (largest box difference {box:.3g} px, "
+                            f"confidence difference {confidence:.3g})")
+    return problems

@@ -3,7 +3,8 @@
 The torch models and the torch-free runtime both call these functions, so an exported model
 scores exactly as the trained one does, up to the network's floating-point noise: the anomaly
 models' patch scoring and map, the classifier's probabilities and decision, the segmenter's
-probabilities (with flip averaging), score and map, the box models' detections and verdict.
+probabilities (with flip averaging), score and map, the box models' detections and verdict,
+the learned detector's FCOS decoding (``defectscope.scoring.fcos``).
 
 >>> from defectscope.scoring import anomaly_map, padim_scores, patchcore_scores
 """
