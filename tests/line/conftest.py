@@ -2,8 +2,4 @@
 
 from __future__ import annotations
 
-import numpy as np
-import pytest
-from PIL import Image
-
 from tests.fakes import FakeInspector, fake_inspector, make_inspector, png, write_png  # noqa: F401
