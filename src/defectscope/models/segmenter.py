@@ -88,16 +88,6 @@ class SegmentationNet(nn.Module):
         return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
 
 
-def flip_averaged(network: nn.Module, batch: torch.Tensor) -> torch.Tensor:
-    """Defect probabilities N x 1 x H x W averaged over the batch and its three mirror images
-    (each mirrored back): test-time augmentation for surfaces without a preferred side. The four
-    mirrors form a group, so the result is exactly mirror-equivariant: the map of a mirrored
-    image is the mirrored map. Costs four forward passes. The arithmetic is
-    ``defectscope.scoring.defect_probabilities``', which the runtime calls too."""
-    return torch.from_numpy(defect_probabilities(numpy_forward(network), batch.numpy(),
-                                                 flip_average=True))
-
-
 def dice_score(prob: np.ndarray, mask: np.ndarray, threshold: float = 0.5) -> float:
     """Global Dice of ``prob >= threshold`` against ``mask`` (1.0 when both are empty)."""
     pred = prob >= threshold

@@ -13,23 +13,25 @@ rescaling to the image are ``defectscope.scoring.fcos.detect_images``, the funct
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from defectscope.bundle import META_KEY, TENSORS, decode_meta
 from defectscope.errors import BundleError, ConfigError, DefectscopeError
 from defectscope.preprocess import Preprocessor
-from defectscope.runtime.engine import DEFAULT_TOLERANCE, FCOS_OUTPUTS, INPUT_NAME, RuntimeModel
-from defectscope.runtime.reference import check_export_detections
-from defectscope.scoring.detection import best_confidence, detection_result
+from defectscope.runtime.engine import (
+    DEFAULT_TOLERANCE,
+    FCOS_OUTPUTS,
+    INPUT_NAME,
+    read_class_names,
+)
+from defectscope.runtime.reference import BoxRuntime
 from defectscope.scoring.fcos import FcosSettings, detect_images
-from defectscope.types import Detection, InspectionResult
+from defectscope.types import Detection
 
 
-class DetectorRuntime(RuntimeModel):
+class DetectorRuntime(BoxRuntime):
     """The detector's ONNX head outputs + the shared numpy decoding (see the module docstring)."""
 
     output_name = FCOS_OUTPUTS[0]
@@ -43,11 +45,7 @@ class DetectorRuntime(RuntimeModel):
 
     @classmethod
     def from_arrays(cls, model_dir, info, arrays, session, preprocessor, tolerance):
-        if META_KEY not in arrays:
-            raise BundleError(f"{model_dir}: {TENSORS} lacks {META_KEY} (the class names)")
-        classes = decode_meta(arrays[META_KEY]).get("classes")
-        if not classes:
-            raise BundleError(f"{model_dir}: the detector's {META_KEY} names no classes")
+        classes = read_class_names(model_dir, arrays, "detector")
         try:
             settings = FcosSettings.from_config(info["model"]["config"])
         except (ConfigError, TypeError, ValueError) as error:
@@ -74,22 +72,3 @@ class DetectorRuntime(RuntimeModel):
             raise DefectscopeError(f"detect needs an H x W or H x W x C image array, got "
                                    f"{getattr(image, 'shape', type(image))}")
         return self.detect_many([image])[0]
-
-    def anomaly(self, image: np.ndarray, template: np.ndarray | None = None
-                ) -> tuple[float, None, dict[str, float]]:
-        """(score, None, timings ms): the best box's confidence, 0.0 when no box is found."""
-        started = time.perf_counter()
-        detections = self.detect(image)
-        return best_confidence(detections), None, {
-            "detect": (time.perf_counter() - started) * 1e3}
-
-    def predict(self, image: np.ndarray, template: np.ndarray | None = None) -> InspectionResult:
-        """Boxes at or above the threshold, verdict and defect type (as the torch model)."""
-        started = time.perf_counter()
-        detections = self.detect(image)
-        timings = {"detect": (time.perf_counter() - started) * 1e3}
-        return detection_result(detections, self.threshold, self.unsure_band, timings)
-
-    def check_export(self, export: dict[str, Any]) -> list[str]:
-        """The reference images' detections against those torch gave at export."""
-        return check_export_detections(self, export)

@@ -30,8 +30,10 @@ from typing import Any, ClassVar, Sequence
 import numpy as np
 
 from defectscope.bundle import (
+    META_KEY,
     TENSORS,
     Reference,
+    decode_meta,
     read_bundle_info,
     read_reference_images,
     score_reference,
@@ -150,6 +152,18 @@ def read_references(model_dir: Path, info: dict[str, Any]) -> list[Reference]:
                           "train")
     return [dataclasses.replace(reference, source=reference.source or row["file"])
             for reference, row in zip(read_reference_images(model_dir, info), rows)]
+
+
+def read_class_names(model_dir: Path, arrays: dict[str, np.ndarray], model: str
+                     ) -> tuple[str, ...]:
+    """The class names a classifier or box model's tensors record (``meta.json``); a bundle
+    without them is a ``BundleError`` naming ``model``."""
+    if META_KEY not in arrays:
+        raise BundleError(f"{model_dir}: {TENSORS} lacks {META_KEY} (the class names)")
+    classes = decode_meta(arrays[META_KEY]).get("classes")
+    if not classes:
+        raise BundleError(f"{model_dir}: the {model}'s {META_KEY} names no classes")
+    return tuple(classes)
 
 
 class RuntimeModel:

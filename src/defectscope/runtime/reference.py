@@ -20,7 +20,6 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from defectscope.bundle import META_KEY, TENSORS, decode_meta
 from defectscope.errors import AlignmentError, BundleError, ConfigError
 from defectscope.models.reference_detect import (
     GOLDEN_TEMPLATE_KEY,
@@ -34,6 +33,7 @@ from defectscope.runtime.engine import (
     INPUT_NAME,
     LOGITS_NAME,
     RuntimeModel,
+    read_class_names,
     read_references,
 )
 from defectscope.scoring.detection import (
@@ -103,49 +103,11 @@ def detections_agree(expected: Sequence[Detection], got: Sequence[Detection],
     return box <= BOX_TOLERANCE_PX and confidence <= confidence_limit
 
 
-class ReferenceRuntime(RuntimeModel):
-    """Golden-template comparison + the ONNX window network (see the module docstring)."""
-
-    output_name = LOGITS_NAME
-
-    def __init__(self, model_dir: Path, info: dict[str, Any], session,
-                 preprocessor: Preprocessor, tolerance: float = DEFAULT_TOLERANCE, *,
-                 classes: Sequence[str], settings: ReferenceSettings,
-                 golden_template: np.ndarray | None = None) -> None:
-        super().__init__(model_dir, info, session, preprocessor, tolerance)
-        self.classes: tuple[str, ...] = tuple(classes)
-        self.settings = settings
-        self.golden_template = golden_template
-
-    @classmethod
-    def from_arrays(cls, model_dir, info, arrays, session, preprocessor, tolerance):
-        if META_KEY not in arrays:
-            raise BundleError(f"{model_dir}: {TENSORS} lacks {META_KEY} (the class names)")
-        classes = decode_meta(arrays[META_KEY]).get("classes")
-        if not classes:
-            raise BundleError(f"{model_dir}: the reference model's {META_KEY} names no classes")
-        try:
-            settings = ReferenceSettings.from_config(info["model"]["config"])
-        except (ConfigError, TypeError, ValueError) as error:
-            raise BundleError(f"{model_dir}: invalid reference model config ({error})") from error
-        template = arrays.get(GOLDEN_TEMPLATE_KEY)
-        return cls(model_dir, info, session, preprocessor, tolerance, classes=classes,
-                   settings=settings,
-                   golden_template=None if template is None else np.array(template, np.uint8))
-
-    def forward(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The ONNX window network: float32 windows -> (class logits, box fractions)."""
-        logits, boxes = self.session.run([LOGITS_NAME, BOXES_NAME], {INPUT_NAME: batch})
-        return logits, boxes
+class BoxRuntime(RuntimeModel):
+    """What the box models' runtimes share: score, verdict and parity check from ``detect``."""
 
     def detect(self, image: np.ndarray, template: np.ndarray | None = None) -> list[Detection]:
-        """Every box with a defect probability >= ``min_confidence``, best first (as the torch
-        model's ``detect``: the golden template when ``template`` is None, the same errors)."""
-        if template is None:
-            template = self.golden_template
-        if template is None:
-            raise missing_template(self.name)
-        return detect_boxes(image, template, self.settings, self.classes, self.forward)
+        raise NotImplementedError
 
     def anomaly(self, image: np.ndarray, template: np.ndarray | None = None
                 ) -> tuple[float, None, dict[str, float]]:
@@ -169,6 +131,47 @@ class ReferenceRuntime(RuntimeModel):
     def check_export(self, export: dict[str, Any]) -> list[str]:
         """The reference images' detections against those torch gave at export."""
         return check_export_detections(self, export)
+
+
+class ReferenceRuntime(BoxRuntime):
+    """Golden-template comparison + the ONNX window network (see the module docstring)."""
+
+    output_name = LOGITS_NAME
+
+    def __init__(self, model_dir: Path, info: dict[str, Any], session,
+                 preprocessor: Preprocessor, tolerance: float = DEFAULT_TOLERANCE, *,
+                 classes: Sequence[str], settings: ReferenceSettings,
+                 golden_template: np.ndarray | None = None) -> None:
+        super().__init__(model_dir, info, session, preprocessor, tolerance)
+        self.classes: tuple[str, ...] = tuple(classes)
+        self.settings = settings
+        self.golden_template = golden_template
+
+    @classmethod
+    def from_arrays(cls, model_dir, info, arrays, session, preprocessor, tolerance):
+        classes = read_class_names(model_dir, arrays, "reference model")
+        try:
+            settings = ReferenceSettings.from_config(info["model"]["config"])
+        except (ConfigError, TypeError, ValueError) as error:
+            raise BundleError(f"{model_dir}: invalid reference model config ({error})") from error
+        template = arrays.get(GOLDEN_TEMPLATE_KEY)
+        return cls(model_dir, info, session, preprocessor, tolerance, classes=classes,
+                   settings=settings,
+                   golden_template=None if template is None else np.array(template, np.uint8))
+
+    def forward(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The ONNX window network: float32 windows -> (class logits, box fractions)."""
+        logits, boxes = self.session.run([LOGITS_NAME, BOXES_NAME], {INPUT_NAME: batch})
+        return logits, boxes
+
+    def detect(self, image: np.ndarray, template: np.ndarray | None = None) -> list[Detection]:
+        """Every box with a defect probability >= ``min_confidence``, best first (as the torch
+        model's ``detect``: the golden template when ``template`` is None, the same errors)."""
+        if template is None:
+            template = self.golden_template
+        if template is None:
+            raise missing_template(self.name)
+        return detect_boxes(image, template, self.settings, self.classes, self.forward)
 
 
 def check_export_detections(model, export: dict[str, Any]) -> list[str]:

@@ -20,10 +20,14 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from defectscope.bundle import META_KEY, TENSORS, decode_meta
 from defectscope.errors import BundleError
 from defectscope.preprocess import Preprocessor
-from defectscope.runtime.engine import DEFAULT_TOLERANCE, LOGITS_NAME, RuntimeModel
+from defectscope.runtime.engine import (
+    DEFAULT_TOLERANCE,
+    LOGITS_NAME,
+    RuntimeModel,
+    read_class_names,
+)
 from defectscope.scoring.classification import (
     class_probabilities,
     classification_result,
@@ -51,11 +55,7 @@ class ClassifierRuntime(RuntimeModel):
 
     @classmethod
     def from_arrays(cls, model_dir, info, arrays, session, preprocessor, tolerance):
-        if META_KEY not in arrays:
-            raise BundleError(f"{model_dir}: {TENSORS} lacks {META_KEY} (the class names)")
-        classes = decode_meta(arrays[META_KEY]).get("classes")
-        if not classes:
-            raise BundleError(f"{model_dir}: the classifier's {META_KEY} names no classes")
+        classes = read_class_names(model_dir, arrays, "classifier")
         return cls(model_dir, info, session, preprocessor, tolerance, classes=classes)
 
     def _probabilities(self, image: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:
