@@ -36,6 +36,7 @@ DATA = Path(os.environ.get("DEFECTSCOPE_SHARED_DATA",
                            Path(__file__).resolve().parents[2] / "shared" / "data"))
 KEYS = ("accuracy", "macro_f1", "binary_accuracy", "precision", "recall", "image_auroc",
         "pixel_auroc", "pixel_iou", "pixel_dice", "n_images", "n_defect", "threshold")
+VAL_KEYS = ("image_auroc", "pixel_auroc", "pixel_iou")
 
 
 def _tile_manifest(seed: int, leaky: bool = False):
@@ -111,7 +112,8 @@ def _write_scores(path: Path, splits: dict) -> None:
 
 
 SUMMARY_KEYS = ("accuracy", "image_auroc", "pixel_auroc", "pixel_iou", "recall", "precision",
-                "recall_at_precision_95_oracle")
+                "recall_at_precision_95_oracle", "val_image_auroc", "val_pixel_auroc",
+                "val_pixel_iou")
 
 
 def summarise(runs: list[dict]) -> dict:
@@ -132,6 +134,7 @@ def run(part: str, args) -> dict:
                "batch_size": args.batch_size}
     if args.max_minutes:
         options["max_train_seconds"] = args.max_minutes * 60
+    options.update(args.options)
     out = Path(tempfile.mkdtemp(prefix=f"bench-{part}-")) / "model"
     started = time.perf_counter()
     if part == "neu":
@@ -161,10 +164,13 @@ def run(part: str, args) -> dict:
     eval_manifest = (_tile_manifest(args.seed, args.leaky_split) if args.synthetic
                      else manifest)  # real images only: synthetic ones never score as test
     report, records = evaluate(bundle, eval_manifest, "test", progress=False)
+    val_report, val_records = evaluate(bundle, eval_manifest, "val", progress=False)
     if args.scores_out:
-        _, val_records = evaluate(bundle, eval_manifest, "val", progress=False)
         _write_scores(args.scores_out, {"val": val_records, "test": records})
     figures = {k: report.get(k) for k in KEYS}
+    # Validation figures, to compare settings without looking at test (the val split also
+    # picked the checkpoint and the threshold, so these are optimistic).
+    figures.update({f"val_{k}": val_report.get(k) for k in VAL_KEYS})
     raw = (import_dataset(DATA / "neu-det", "yolo", label_rule=args.label_rule) if part == "neu"
            else import_dataset(DATA / "magnetic-tile", "folder")).manifest
     figures["test_with_reshot_in_train_or_val"] = _reshots_seen(eval_manifest, raw)
@@ -203,6 +209,11 @@ def main() -> None:
                         help="split image by image as before (Magnetic Tile: re-shots of one spot "
                              "land in train and test; NEU: its few re-shots may), for comparison "
                              "with earlier figures")
+    parser.add_argument("--options", type=json.loads, default={},
+                        help='more model options as JSON, e.g. \'{"select_metric": '
+                             '"pixel_auroc"}\'')
+    parser.add_argument("--tag", default="",
+                        help="appended to the results file name (to keep variants apart)")
     parser.add_argument("--scores-out", type=Path, default=None,
                         help="write every val and test image's score to this JSON file")
     args = parser.parse_args()
@@ -225,7 +236,8 @@ def main() -> None:
     name = args.part + (f"-syn{args.synthetic}" if args.synthetic else "") + (
         f"-{args.model}" if args.part == "tile-anomaly" else "") + (
         "-leaky" if args.leaky_split else "") + ("-flips" if args.flip_average else "") + (
-        "-seeds" + "-".join(map(str, args.seeds)) if args.seeds else "")
+        "-seeds" + "-".join(map(str, args.seeds)) if args.seeds else "") + (
+        f"-{args.tag}" if args.tag else "")
     (results / f"{name}.json").write_text(json.dumps(figures, indent=2))
 
 

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from defectscope.bundle import load_bundle, save_bundle
-from defectscope.errors import DataError
+from defectscope.errors import ConfigError, DataError
 from defectscope.models import create_model
+from defectscope.models.segmenter import dice_score, pixel_auroc
 
 from tests.conftest import defective_part, good_part
 
@@ -82,3 +83,29 @@ def test_flip_average_is_the_mean_of_the_four_mirrors_and_mirror_equivariant(fit
     assert mirrored_score == pytest.approx(score, abs=1e-5)
     assert not np.allclose(fitted.anomaly(image[:, ::-1])[1], fitted.anomaly(image)[1][:, ::-1],
                            atol=1e-5)  # without averaging the network is not equivariant
+
+
+def test_pixel_auroc_selection_keeps_the_checkpoint_with_the_best_validation_auroc(data):
+    images, masks = data
+    model = create_model("segmenter", **FAST, select_metric="pixel_auroc").fit(
+        images, masks, images, masks, progress=False, log=lambda m: None)
+    history = [row["val"] for row in model.training_["history"]]
+    assert model.training_["best_metric"] == max(history)
+    y_val = np.stack(model._masks_at_input(images, masks))
+    kept = pixel_auroc(model._probability_maps(model.net_, model.prepare(images)), y_val)
+    assert kept == pytest.approx(model.training_["best_metric"], abs=1e-9)
+    assert kept != pytest.approx(dice_score(
+        model._probability_maps(model.net_, model.prepare(images)), y_val))
+
+
+def test_pixel_auroc_selection_falls_back_to_dice_without_defect_pixels(data):
+    images, masks = data
+    messages = []
+    create_model("segmenter", **{**FAST, "epochs": 2}, select_metric="pixel_auroc").fit(
+        images, masks, images[:4], masks[:4], progress=False, log=messages.append)
+    assert any("picked on Dice" in m for m in messages)
+
+
+def test_unknown_select_metric_is_a_config_error():
+    with pytest.raises(ConfigError, match="select_metric"):
+        create_model("segmenter", select_metric="iou")

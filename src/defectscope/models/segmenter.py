@@ -38,6 +38,7 @@ from defectscope.scoring.segmentation import (
 from defectscope.types import InspectionResult
 
 ENCODER_LAYERS = ("blocks.1", "blocks.2", "blocks.4", "blocks.6")  # strides 4, 8, 16, 32
+SELECT_METRICS = ("dice", "pixel_auroc")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,11 +47,17 @@ class SegmenterConfig(SupervisedConfig):
     decoder_channels: int = 64
     min_area: float = 0.0005  # fraction of the image a defect must cover to set the score
     flip_average: bool = False  # average the probabilities of the image and its 3 mirror images
+    # The validation figure that picks the checkpoint: Dice of the mask at probability 0.5, or
+    # the pixel AUROC of the probability map (threshold-free, what the pixel target measures).
+    select_metric: str = "dice"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.loss not in ("dice_bce", "dice_focal"):
             raise ConfigError(f"segmenter loss {self.loss!r}: use dice_bce or dice_focal")
+        if self.select_metric not in SELECT_METRICS:
+            raise ConfigError(f"select_metric {self.select_metric!r} unknown; use one of "
+                              f"{SELECT_METRICS}")
         if not 0 <= self.min_area < 1:
             raise ConfigError("min_area is a fraction of the image, in [0, 1)")
 
@@ -95,6 +102,13 @@ def dice_score(prob: np.ndarray, mask: np.ndarray, threshold: float = 0.5) -> fl
     return float(2 * np.logical_and(pred, mask).sum() / denominator) if denominator else 1.0
 
 
+def pixel_auroc(prob: np.ndarray, mask: np.ndarray) -> float:
+    """AUROC of every pixel's probability against ``mask``; needs both kinds of pixel."""
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(mask.ravel(), prob.ravel()))
+
+
 @register("segmenter")
 class DefectSegmenter(SupervisedModel):
     config_class = SegmenterConfig
@@ -136,7 +150,7 @@ class DefectSegmenter(SupervisedModel):
             val_masks: Sequence[np.ndarray | None] | None = None, *, progress: bool = True,
             log: Callable[[str], None] = print) -> "DefectSegmenter":
         """Train on RGB uint8 ``images`` and boolean ``masks`` (None: a good image, no defect);
-        early-stop on the validation Dice. Returns ``self``."""
+        early-stop on the validation ``select_metric``. Returns ``self``."""
         from defectscope.training.loop import LoopSpec, fit_network
         from defectscope.training.losses import segmentation_loss
 
@@ -163,8 +177,15 @@ class DefectSegmenter(SupervisedModel):
         net, source = self._build_network(pretrained=True)
         x, x_val = self.prepare(images), self.prepare(val_images)
 
+        select = self.config.select_metric
+        if select == "pixel_auroc" and (y_val.all() or not y_val.any()):
+            log("warning: the validation masks hold only one kind of pixel; the checkpoint is "
+                "picked on Dice instead of pixel AUROC")
+            select = "dice"
+        score = pixel_auroc if select == "pixel_auroc" else dice_score
+
         def metric(network: nn.Module) -> float:
-            return dice_score(self._probability_maps(network, x_val), y_val)
+            return score(self._probability_maps(network, x_val), y_val)
 
         spec = LoopSpec(head=net.decoder, loss=segmentation_loss(self.config.loss,
                                                                  self.config.focal_gamma),
