@@ -183,3 +183,26 @@ def test_near_equal_confidences_may_swap_places_nothing_else_may():
     assert not detections_agree([c, a, b], [c, b, a], 0.0)
     assert not detections_agree([c, a, b], [a, c, b], 1e-6)  # far apart: the order counts
     assert not detections_agree([c, a, b], [c, a], 1e-6)
+
+
+def test_detections_where_the_lists_end_may_differ_nothing_above():
+    """A list ends at ``min_confidence`` or at its cap: float noise may list a detection right
+    there on one side only; with ``floor`` those tails are left out, nothing else is."""
+    from defectscope.types import Detection
+
+    limit, floor = 1e-4, 0.05
+    top = Detection((40.0, 40.0, 50.0, 50.0), "dark", 0.5)
+    at_floor = Detection((1.0, 1.0, 9.0, 9.0), "dark", floor + 0.5 * limit)
+    assert detections_agree([top, at_floor], [top], limit, floor)
+    assert not detections_agree([top, at_floor], [top], limit)
+    # at the cap: the last place holds one of two boxes of near-equal confidence
+    last = Detection((60.0, 60.0, 70.0, 70.0), "bright", 0.2)
+    other = Detection((80.0, 80.0, 90.0, 90.0), "dark", 0.2 - 0.5 * limit)
+    assert detections_agree([top, last], [top, other], limit, floor)
+    assert not detections_agree([top, last], [top, other], limit)
+    # above the tails every difference still counts
+    assert not detections_agree([top, at_floor], [at_floor], limit, floor)
+    assert not detections_agree([top], [], limit, floor)
+    moved = Detection((41.0, 40.0, 50.0, 50.0), "dark", 0.5)
+    assert not detections_agree([top, last], [moved, last], limit, floor)
+    assert detections_agree([], [], limit, floor)

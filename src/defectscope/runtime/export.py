@@ -201,10 +201,12 @@ def _anomaly(model, reference: Reference):
 def _detection_check(model, runtime: RuntimeModel, reference: Reference,
                      limit: float) -> dict[str, Any]:
     """Torch's and the runtime's detections of one reference image, and how far apart
-    (boxes of confidences within ``limit`` of each other may have swapped places)."""
+    (boxes of confidences within ``limit`` of each other may have swapped places; the tails
+    near where the lists end are left out, see ``settled_detections``)."""
     expected = model.detect(reference.image, reference.template)
     got = runtime.detect(reference.image, reference.template)
-    box, confidence = detection_differences(expected, got, limit)
+    box, confidence = detection_differences(expected, got, limit,
+                                            runtime.settings.min_confidence)
     return {"detections": [detection_to_dict(d) for d in expected],
             "box_max_abs_diff": box, "confidence_max_abs_diff": confidence}
 

@@ -76,11 +76,30 @@ def _paired(expected: Sequence[Detection], got: Sequence[Detection],
     return paired
 
 
+def settled_detections(expected: Sequence[Detection], got: Sequence[Detection],
+                       confidence_limit: float, floor: float
+                       ) -> tuple[list[Detection], list[Detection]]:
+    """Both lists without the tail float noise may change: a list ends at ``floor`` (the
+    lowest confidence listed) or at its cap, so a detection within ``confidence_limit`` of
+    where either list ends may be listed by one and not the other. Kept: detections above
+    the lower of the two ends plus twice the limit (an empty list ends at ``floor``); any
+    detection one side keeps there, the other lists too when the confidences agree."""
+    ends = [d[-1].confidence if d else floor for d in (expected, got)]
+    edge = min(ends) + 2 * confidence_limit
+    return ([d for d in expected if d.confidence > edge],
+            [d for d in got if d.confidence > edge])
+
+
 def detection_differences(expected: Sequence[Detection], got: Sequence[Detection],
-                          confidence_limit: float = 0.0) -> tuple[float, float]:
+                          confidence_limit: float = 0.0, floor: float | None = None
+                          ) -> tuple[float, float]:
     """(largest box corner difference px, largest confidence difference) of two detection
     lists, box by box in order (detections whose confidences are within ``confidence_limit``
-    may have swapped places); (inf, inf) when their lengths or labels differ."""
+    may have swapped places); (inf, inf) when their lengths or labels differ. With ``floor``
+    (the lowest confidence the lists hold) the tails near where the lists end are left out
+    (``settled_detections``)."""
+    if floor is not None:
+        expected, got = settled_detections(expected, got, confidence_limit, floor)
     if len(expected) != len(got):
         return float("inf"), float("inf")
     if not expected:
@@ -95,11 +114,11 @@ def detection_differences(expected: Sequence[Detection], got: Sequence[Detection
 
 
 def detections_agree(expected: Sequence[Detection], got: Sequence[Detection],
-                     confidence_limit: float) -> bool:
+                     confidence_limit: float, floor: float | None = None) -> bool:
     """Same labels in the same order (but for near-equal confidences, see
     ``detection_differences``), boxes within ``BOX_TOLERANCE_PX``, confidences within
-    ``confidence_limit``."""
-    box, confidence = detection_differences(expected, got, confidence_limit)
+    ``confidence_limit``; with ``floor``, the unsettled tails left out."""
+    box, confidence = detection_differences(expected, got, confidence_limit, floor)
     return box <= BOX_TOLERANCE_PX and confidence <= confidence_limit
 
 
@@ -187,8 +206,9 @@ def check_export_detections(model, export: dict[str, Any]) -> list[str]:
     for reference, row in zip(references, rows):
         expected = [detection_from_dict(d) for d in row["detections"]]
         got = model.detect(reference.image, reference.template)
-        if not detections_agree(expected, got, limit):
-            box, confidence = detection_differences(expected, got, limit)
+        floor = model.settings.min_confidence
+        if not detections_agree(expected, got, limit, floor):
+            box, confidence = detection_differences(expected, got, limit, floor)
             problems.append(f"{reference.source}: {len(got)} boxes, torch gave "
                             f"{len(expected)} (largest box difference {box:.3g} px, "
                             f"confidence difference {confidence:.3g})")
