@@ -26,7 +26,7 @@ from defectscope.bundle import META_KEY, decode_meta, encode_meta
 from defectscope.data.detection import DetectionDataset, DetectionSample
 from defectscope.errors import AlignmentError, ConfigError, DefectscopeError
 from defectscope.models.decision import Thresholded
-from defectscope.models.supervised import make_config
+from defectscope.options import make_config
 from defectscope.scoring.detection import (
     alignment_failed_result,
     best_confidence,

@@ -20,7 +20,7 @@ from defectscope.bundle import META_KEY, decode_meta, encode_meta  # noqa: F401 
 from defectscope.errors import ConfigError, DefectscopeError
 from defectscope.models.backbones import WeightsSource, get_backbone_spec
 from defectscope.models.decision import Thresholded
-from defectscope.options import make_config  # noqa: F401  (re-exported for detection_base)
+from defectscope.options import make_config
 from defectscope.preprocess import PreprocessConfig, Preprocessor
 
 LOSSES = ("auto", "ce", "weighted_ce", "focal", "dice_bce", "dice_focal")
