@@ -109,3 +109,19 @@ def test_pixel_auroc_selection_falls_back_to_dice_without_defect_pixels(data):
 def test_unknown_select_metric_is_a_config_error():
     with pytest.raises(ConfigError, match="select_metric"):
         create_model("segmenter", select_metric="iou")
+
+
+def test_with_ema_the_kept_weights_are_the_validated_average(data):
+    images, masks = data
+    options = {**FAST, "select_metric": "pixel_auroc"}
+    plain = create_model("segmenter", **options).fit(images, masks, images, masks,
+                                                     progress=False, log=lambda m: None)
+    averaged = create_model("segmenter", **options, ema_decay=0.9).fit(
+        images, masks, images, masks, progress=False, log=lambda m: None)
+    x, y_val = averaged.prepare(images), np.stack(averaged._masks_at_input(images, masks))
+    kept = pixel_auroc(averaged._probability_maps(averaged.net_, x), y_val)
+    assert kept == pytest.approx(averaged.training_["best_metric"], abs=1e-9)
+    assert not np.allclose(averaged._probability_maps(averaged.net_, x),
+                           plain._probability_maps(plain.net_, x))
+    with pytest.raises(ConfigError, match="ema_decay"):
+        create_model("segmenter", ema_decay=1.0)

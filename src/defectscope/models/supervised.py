@@ -52,6 +52,7 @@ class SupervisedConfig:
     sampler: str = "auto"
     augment: bool = True
     max_train_seconds: float | None = None  # stop (keeping the best checkpoint) after this
+    ema_decay: float = 0.0  # > 0: validate and keep a moving average of the weights
 
     def __post_init__(self) -> None:
         get_backbone_spec(self.backbone)
@@ -67,6 +68,8 @@ class SupervisedConfig:
             raise ConfigError("batch_size and patience must be >= 1")
         if not 0 <= self.unsure_band < 1:
             raise ConfigError(f"unsure_band {self.unsure_band} must be in [0, 1)")
+        if not 0 <= self.ema_decay < 1:
+            raise ConfigError(f"ema_decay {self.ema_decay} must be in [0, 1)")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

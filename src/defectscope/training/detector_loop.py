@@ -27,6 +27,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from defectscope.training.averaging import WeightAverage, validate_averaged
+
 Batch = tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]
 
 
@@ -48,26 +50,6 @@ def run_progress(step: int, total_steps: int, elapsed: float, max_seconds: float
     if max_seconds:
         done = max(done, elapsed / max_seconds)
     return min(done, 1.0)
-
-
-class WeightAverage:
-    """Exponential moving average of a network's floating-point state; the decay ramps up over
-    the first steps (as in YOLOv5) so early, poor weights are soon forgotten."""
-
-    def __init__(self, net: nn.Module, decay: float) -> None:
-        self.decay = decay
-        self.steps = 0
-        self.state = {k: v.detach().clone() for k, v in net.state_dict().items()}
-
-    @torch.no_grad()
-    def update(self, net: nn.Module) -> None:
-        self.steps += 1
-        d = self.decay * (1 - math.exp(-self.steps / 300))
-        for key, value in net.state_dict().items():
-            if value.dtype.is_floating_point:
-                self.state[key].mul_(d).add_(value.detach(), alpha=1 - d)
-            else:
-                self.state[key].copy_(value)
 
 
 def fit_detection_network(net: nn.Module, batches: Callable[[int], Iterable[Batch]],
@@ -95,7 +77,7 @@ def fit_detection_network(net: nn.Module, batches: Callable[[int], Iterable[Batc
 
     def check(epoch: int) -> float:
         checked = time.perf_counter()
-        metric = _validate(net, average, validate)
+        metric = validate_averaged(net, average, validate)
         best["seconds"] = time.perf_counter() - checked
         if metric >= best["metric"]:  # a tie goes to the later, longer-trained weights
             state = average.state if average is not None else net.state_dict()
@@ -158,18 +140,6 @@ def fit_detection_network(net: nn.Module, batches: Callable[[int], Iterable[Batc
     return {"best_metric": float(best["metric"]), "best_epoch": best["epoch"], "epochs_run": epoch,
             "history": history, "seconds": time.perf_counter() - started,
             "stopped_early": out_of_time}
-
-
-def _validate(net: nn.Module, average: WeightAverage | None, validate) -> float:
-    """The metric of the averaged weights (when averaging), leaving the live weights in place."""
-    if average is None:
-        return float(validate(net))
-    live = copy.deepcopy(net.state_dict())
-    net.load_state_dict(average.state)
-    try:
-        return float(validate(net))
-    finally:
-        net.load_state_dict(live)
 
 
 def _limited(batches: Iterable[Batch], n: int) -> Iterator[Batch]:

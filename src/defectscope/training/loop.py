@@ -1,7 +1,9 @@
 """The plain supervised training loop: warm-up with a frozen backbone, then fine-tuning.
 
 No framework: a for loop over epochs and batches, one optimiser per phase, a validation metric
-after each epoch, the best weights kept in memory, early stopping on ``patience``.
+after each epoch, the best weights kept in memory, early stopping on ``patience``. With
+``ema_decay`` the moving average of the weights (``training.averaging``) is what gets validated
+and kept; its decay ramps up over about one epoch.
 
 >>> history = fit_network(net, spec, x_train, y_train, x_val, y_val)  # doctest: +SKIP
 """
@@ -19,6 +21,7 @@ from torch import nn
 from tqdm import tqdm
 
 from defectscope.data.augment import AugmentConfig, augment
+from defectscope.training.averaging import WeightAverage, validate_averaged
 from defectscope.training.samplers import epoch_order
 
 
@@ -63,6 +66,9 @@ def fit_network(net: nn.Module, spec: LoopSpec, x_train: np.ndarray, y_train: li
     torch.manual_seed(config.seed)
     aug = AugmentConfig() if config.augment else AugmentConfig.none()
     best_metric, best_epoch, best_state = -np.inf, -1, None
+    average = (WeightAverage(net, config.ema_decay,
+                             ramp_steps=-(-len(spec.sample_classes) // config.batch_size))
+               if config.ema_decay > 0 else None)
     started = time.perf_counter()
     epoch = 0
     for epoch in range(config.epochs):
@@ -91,18 +97,20 @@ def fit_network(net: nn.Module, spec: LoopSpec, x_train: np.ndarray, y_train: li
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
+            if average is not None:
+                average.update(net)
             total += float(loss.detach()) * len(index)
             count += len(index)
             bar.set_postfix(loss=f"{total / count:.4f}")
         net.eval()
-        metric = float(spec.metric(net))
+        metric = validate_averaged(net, average, spec.metric)
         spec.history.append({"epoch": epoch + 1, "loss": total / max(count, 1), "val": metric,
                              "warmup": warmup})
         log(f"epoch {epoch + 1}: train loss {total / max(count, 1):.4f}, validation metric "
             f"{metric:.4f}")
         if metric > best_metric:
             best_metric, best_epoch = metric, epoch
-            best_state = copy.deepcopy(net.state_dict())
+            best_state = copy.deepcopy(average.state if average is not None else net.state_dict())
         elif not warmup and epoch - max(best_epoch, config.warmup_epochs - 1) >= config.patience:
             log(f"early stop: no better validation metric for {config.patience} epochs")
             break
