@@ -16,7 +16,7 @@ from defectscope.errors import DefectscopeError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from defectscope.cli import data, demo, line, model, monitor, runtime
+    from defectscope.cli import catalogue, data, demo, line, model, monitor, runtime
     from defectscope.cli import preprocess
 
     parser = argparse.ArgumentParser(
@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     runtime.register(subparsers)
     demo.register(subparsers)
     preprocess.register(subparsers)
+    catalogue.register(subparsers)
     return parser
 
 

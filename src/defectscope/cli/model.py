@@ -48,7 +48,8 @@ def _add_train(subparsers) -> None:
     parser.add_argument("--coreset-ratio", type=float, metavar="R",
                         help="patchcore: fraction of training patches kept (default 0.1)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="any other model option, e.g. --set blur_sigma=2 (repeatable)")
+                        help="any other model option, e.g. --set blur_sigma=2 (repeatable; "
+                             "`defectscope models NAME` lists them)")
     parser.add_argument("--preprocess", metavar="FILE",
                         help="preprocessing steps (YAML/JSON list: align, normalise, denoise, "
                         "roi, tile...); stored in the model folder and applied at inspection")

@@ -3,10 +3,14 @@
 >>> "patchcore" in list_models()
 True
 >>> model = create_model("padim", image_size=128)
+>>> describe_model("padim")["options"][0]["name"]
+'backbone'
 """
 
 from __future__ import annotations
 
+import dataclasses
+import sys
 from typing import Any, Callable, TypeVar
 
 from defectscope.errors import ConfigError
@@ -49,3 +53,22 @@ def create_model(name: str, **config: Any):
     """A new, unfitted model; unknown options raise ``ConfigError`` naming them."""
     cls = model_class(name)
     return cls(**config)
+
+
+def describe_model(name: str) -> dict[str, Any]:
+    """A model's one-paragraph summary (its module's docstring) and every option it takes
+    (``--set NAME=VALUE``), with type and default, in declaration order."""
+    cls = model_class(name)
+    doc = (sys.modules[cls.__module__].__doc__ or "").strip()
+    summary = " ".join(doc.split("\n\n")[0].split())
+    options = []
+    for field in dataclasses.fields(cls.config_class):
+        if field.default is not dataclasses.MISSING:
+            default = field.default
+        elif field.default_factory is not dataclasses.MISSING:
+            default = field.default_factory()
+        else:
+            default = None
+        options.append({"name": field.name, "type": str(field.type),
+                        "default": list(default) if isinstance(default, tuple) else default})
+    return {"name": name, "summary": summary, "options": options}
