@@ -10,6 +10,7 @@ CLI uses. Each part can be run alone:
     python benchmarks/supervised.py tile-segmenter --image-size 192 [--synthetic 200]
         [--flip-average] [--seeds 0 1 2]
     python benchmarks/supervised.py tile-anomaly --model padim
+    python benchmarks/supervised.py tile-segmenter --synthetic 200 --folds 7   # every spot tested once
 
 Magnetic Tile holds about six exposures of each spot (NEU-DET a few re-shots too); the splits
 keep each set together (near-duplicate groups, as ``defectscope data split --near-duplicates``).
@@ -27,6 +28,7 @@ from pathlib import Path
 
 from defectscope.bundle import load_bundle
 from defectscope.data.importers import import_dataset
+from defectscope.data.splits import cross_validation_splits
 from defectscope.evaluation.run import evaluate_bundle
 from defectscope.evaluation.supervised import evaluate_supervised
 from defectscope.training.anomaly import train_anomaly
@@ -39,16 +41,22 @@ KEYS = ("accuracy", "macro_f1", "binary_accuracy", "precision", "recall", "image
 VAL_KEYS = ("image_auroc", "pixel_auroc", "pixel_iou")
 
 
-def _tile_manifest(seed: int, leaky: bool = False):
+def _tile_manifest(seed: int, leaky: bool = False, fold: tuple[int, int] | None = None):
     """Magnetic Tile split 70/15/15, the same for every model.
 
     By default the ~6 exposures of one spot (``data split --near-duplicates``) stay in one split;
     ``leaky=True`` gives the plain per-image split earlier figures used, where most test images
-    have a re-shot of the same spot in training.
+    have a re-shot of the same spot in training. ``fold=(i, k)``: split ``i`` of a k-fold
+    cross-validation (seed 0) instead, every spot a test image in exactly one fold.
     """
     manifest = import_dataset(DATA / "magnetic-tile", "folder").manifest
     if not leaky:
         manifest = _grouped(manifest)
+    if fold is not None:
+        folds, warnings = cross_validation_splits(manifest, fold[1], seed=0)
+        for warning in warnings:
+            print("warning:", warning)
+        return folds[fold[0]]
     return supervised_splits(manifest, seed)[0]
 
 
@@ -129,6 +137,12 @@ def summarise(runs: list[dict]) -> dict:
     return summary
 
 
+def _split_name(args) -> str:
+    name = "per-image (leaky)" if args.leaky_split else "near-duplicates grouped"
+    return name + (f", cross-validation fold {args.fold[0]} of {args.fold[1]}" if args.fold
+                   else "")
+
+
 def run(part: str, args) -> dict:
     options = {"image_size": args.image_size, "epochs": args.epochs, "seed": args.seed,
                "batch_size": args.batch_size}
@@ -143,7 +157,7 @@ def run(part: str, args) -> dict:
         train_supervised(manifest, "classifier", out, options=options, seed=args.seed, log=print,
                          progress=False)
     elif part in ("tile-classifier", "tile-segmenter"):
-        manifest = _tile_manifest(args.seed, args.leaky_split)
+        manifest = _tile_manifest(args.seed, args.leaky_split, args.fold)
         if args.synthetic:
             from defectscope.data.synthesize import add_synthetic_to_train
             manifest = add_synthetic_to_train(manifest, args.synthetic, Path(out).parent / "syn",
@@ -153,7 +167,7 @@ def run(part: str, args) -> dict:
         train_supervised(manifest, model, out, options={**options, **extra}, seed=args.seed,
                          log=print, progress=False, threshold_rule="f1_max")
     elif part == "tile-anomaly":
-        manifest = _tile_manifest(args.seed, args.leaky_split)
+        manifest = _tile_manifest(args.seed, args.leaky_split, args.fold)
         train_anomaly(manifest, args.model, out, options={"image_size": args.image_size},
                       seed=args.seed, progress=False, log=print, threshold_rule="f1_max")
     else:
@@ -161,7 +175,7 @@ def run(part: str, args) -> dict:
     train_seconds = time.perf_counter() - started
     bundle = load_bundle(out)
     evaluate = evaluate_bundle if part == "tile-anomaly" else evaluate_supervised
-    eval_manifest = (_tile_manifest(args.seed, args.leaky_split) if args.synthetic
+    eval_manifest = (_tile_manifest(args.seed, args.leaky_split, args.fold) if args.synthetic
                      else manifest)  # real images only: synthetic ones never score as test
     report, records = evaluate(bundle, eval_manifest, "test", progress=False)
     val_report, val_records = evaluate(bundle, eval_manifest, "val", progress=False)
@@ -176,8 +190,8 @@ def run(part: str, args) -> dict:
     figures["test_with_reshot_in_train_or_val"] = _reshots_seen(eval_manifest, raw)
     figures.update(part=part, train_seconds=round(train_seconds, 1),
                    recall_at_precision_95_oracle=_recall_at_precision(records),
-                   options=options, split="per-image (leaky)" if args.leaky_split else
-                   "near-duplicates grouped", n_left_out=report.get("n_left_out_seen_in_training"),
+                   options=options, split=_split_name(args),
+                   n_left_out=report.get("n_left_out_seen_in_training"),
                    fit=bundle.info["metrics"].get("best_epoch"))
     return figures
 
@@ -216,15 +230,24 @@ def main() -> None:
                         help="appended to the results file name (to keep variants apart)")
     parser.add_argument("--scores-out", type=Path, default=None,
                         help="write every val and test image's score to this JSON file")
+    parser.add_argument("--folds", type=int, default=None,
+                        help="Magnetic Tile: k-fold cross-validation by spot instead of one "
+                             "split (7 folds: ~71/14/14 train/val/test; every spot tested once)")
     args = parser.parse_args()
-    if args.seeds:
+    args.fold = None
+    if args.folds and args.part == "neu":
+        raise SystemExit("--folds is for the Magnetic Tile parts")
+    if args.seeds or args.folds:
         runs = []
-        for seed in args.seeds:
-            args.seed = seed
+        for index in (range(args.folds) if args.folds else args.seeds):
+            if args.folds:
+                args.fold = (index, args.folds)
+            else:
+                args.seed = index
             runs.append(run(args.part, args))
             print(json.dumps(runs[-1], indent=2))
-        figures = {"part": args.part, "seeds": args.seeds, "summary": summarise(runs),
-                   "runs": runs}
+        figures = {"part": args.part, "seeds": args.seeds, "folds": args.folds,
+                   "summary": summarise(runs), "runs": runs}
         for key, row in figures["summary"].items():
             print(f"{key:32s} mean {row['mean']:.3f}  min {row['min']:.3f}  max {row['max']:.3f}"
                   f"  (n={row['n']})")
@@ -237,7 +260,7 @@ def main() -> None:
         f"-{args.model}" if args.part == "tile-anomaly" else "") + (
         "-leaky" if args.leaky_split else "") + ("-flips" if args.flip_average else "") + (
         "-seeds" + "-".join(map(str, args.seeds)) if args.seeds else "") + (
-        f"-{args.tag}" if args.tag else "")
+        f"-folds{args.folds}" if args.folds else "") + (f"-{args.tag}" if args.tag else "")
     (results / f"{name}.json").write_text(json.dumps(figures, indent=2))
 
 

@@ -6,7 +6,7 @@ from collections import defaultdict
 import pytest
 
 from defectscope.data.manifest import Manifest
-from defectscope.data.splits import hold_out, split_manifest
+from defectscope.data.splits import cross_validation_splits, hold_out, split_manifest
 from defectscope.errors import ConfigError, DataError
 from defectscope.types import SPLITS, Sample
 
@@ -189,3 +189,50 @@ def test_hold_out_errors():
     unsplit = Manifest("/d", (Sample("a.png", "good", "0" * 64),))
     with pytest.raises(DataError, match="split the manifest first"):
         hold_out(unsplit)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_cross_validation_tests_every_image_once_and_never_splits_a_group(seed):
+    manifest = random_manifest(seed)
+    folds, warnings = cross_validation_splits(manifest, folds=3 + seed, seed=seed)
+    assert len(folds) == 3 + seed
+    times_tested = defaultdict(int)
+    for i, fold in enumerate(folds):
+        assert fold.parent_version == manifest.version_id
+        assert [s.path for s in fold.samples] == [s.path for s in manifest.samples]
+        splits_of = defaultdict(set)
+        for sample in fold.samples:
+            splits_of[group_key(sample)].add(sample.split)
+            times_tested[sample.path] += sample.split == "test"
+        assert all(len(v) == 1 for v in splits_of.values())
+        # the next fold tests what this one validated on
+        following = folds[(i + 1) % len(folds)]
+        assert ({s.path for s in fold.samples if s.split == "val"}
+                == {s.path for s in following.samples if s.split == "test"})
+    assert set(times_tested.values()) == {1} and len(times_tested) == len(manifest.samples)
+    # stratified: per label, each fold's test part within one (largest) group of its share
+    biggest = max(sum(1 for s in manifest.samples if group_key(s) == k) for k in
+                  {group_key(s) for s in manifest.samples})
+    for label in {s.label for s in manifest.samples}:
+        total = sum(s.label == label for s in manifest.samples)
+        n_groups = len({group_key(s) for s in manifest.samples if s.label == label})
+        for fold in folds:
+            tested = sum(s.label == label and s.split == "test" for s in fold.samples)
+            if n_groups >= len(folds):
+                assert abs(tested - total / len(folds)) <= biggest
+    assert folds[0].samples == cross_validation_splits(manifest, 3 + seed, seed)[0][0].samples
+
+
+def test_cross_validation_warns_for_a_label_with_fewer_groups_than_folds():
+    samples = [Sample(f"good/{i}.png", "good", f"{i:064x}") for i in range(30)]
+    samples += [Sample(f"dent/{i}.png", "dent", f"{100 + i:064x}", group="d")
+                for i in range(3)]
+    folds, warnings = cross_validation_splits(Manifest(root="/d", samples=tuple(samples)), 5)
+    assert any("'dent' has only 1 group" in w and "4 of the 5 parts" in w for w in warnings)
+    assert sum(s.label == "dent" and s.split == "test" for f in folds for s in f.samples) == 3
+
+
+@pytest.mark.parametrize("folds", [2, 0, 2.5, True])
+def test_cross_validation_needs_three_or_more_folds(folds):
+    with pytest.raises(ConfigError, match="folds"):
+        cross_validation_splits(random_manifest(0), folds)

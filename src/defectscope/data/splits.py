@@ -9,6 +9,7 @@ split in about the asked proportion, not by luck.
 >>> result.manifest.counts()["crack"]                                         # doctest: +SKIP
 {'train': 40, 'val': 9, 'test': 8, 'unsplit': 0}
 >>> calib = hold_out(mvtec_manifest, "train", "val", fraction=0.1, label="good")  # doctest: +SKIP
+>>> folds, warnings = cross_validation_splits(manifest, folds=7)             # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -54,38 +55,8 @@ def split_manifest(
     weights = _check_fractions(fractions)
     _check_seed(seed)
     groups = _groups(manifest.samples)
-    by_label: dict[str, list[GroupKey]] = defaultdict(list)
-    for key, members in groups.items():
-        by_label[_dominant_label(members)].append(key)
-    needed = int(np.count_nonzero(weights))
-    assignment: dict[GroupKey, str] = {}
-    warnings: list[str] = []
-    for label in sorted(by_label):
-        keys = sorted(by_label[label])
-        size = sum(len(groups[k]) for k in keys)
-        if len(keys) < needed:
-            fallback = SPLITS[int(np.argmax(weights))]
-            assignment.update({k: fallback for k in keys})
-            warnings.append(
-                f"class {label!r} has only {len(keys)} group(s) ({size} image(s)), too few to be "
-                f"in every split; all of it went to {fallback}. Add images of {label!r} "
-                "(or more groups), or evaluate it by cross-validation"
-            )
-            continue
-        counts = np.zeros(len(SPLITS))
-        targets = weights * size
-        rng = np.random.default_rng(seed + _stable_hash(label))
-        for index in rng.permutation(len(keys)):
-            key = keys[index]
-            chosen = int(np.argmax(targets - counts))  # ties go to the earlier split
-            assignment[key] = SPLITS[chosen]
-            counts[chosen] += len(groups[key])
-        empty = [SPLITS[i] for i in range(len(SPLITS)) if weights[i] > 0 and counts[i] == 0]
-        if empty:
-            warnings.append(
-                f"class {label!r} ({len(keys)} groups) has no images in {', '.join(empty)}; "
-                f"add images of {label!r} for a reliable estimate there"
-            )
+    parts, warnings = _balanced_parts(groups, weights, seed, SPLITS)
+    assignment = {key: SPLITS[part] for key, part in parts.items()}
     samples = tuple(
         dataclasses.replace(s, split=assignment[_group_key(s)]) for s in manifest.samples
     )
@@ -95,6 +66,87 @@ def split_manifest(
         manifest, samples=samples, parent_version=manifest.version_id, source=source
     )
     return SplitResult(result, tuple(warnings))
+
+
+def _balanced_parts(groups: dict[GroupKey, list[Sample]], weights: np.ndarray, seed: int,
+                    names: Sequence[str], pile_few: bool = True
+                    ) -> tuple[dict[GroupKey, int], list[str]]:
+    """Each group's part (an index into ``weights``): per label, the groups in a seeded order,
+    each to the part furthest below its share of that label's images. ``names`` name the parts
+    in warnings. A label with fewer groups than parts of nonzero weight goes wholly to the
+    heaviest part (``pile_few``) or is spread over as many parts as it has groups; a warning
+    says which."""
+    by_label: dict[str, list[GroupKey]] = defaultdict(list)
+    for key, members in groups.items():
+        by_label[_dominant_label(members)].append(key)
+    needed = int(np.count_nonzero(weights))
+    parts: dict[GroupKey, int] = {}
+    warnings: list[str] = []
+    for label in sorted(by_label):
+        keys = sorted(by_label[label])
+        size = sum(len(groups[k]) for k in keys)
+        if len(keys) < needed and not pile_few:
+            warnings.append(f"class {label!r} has only {len(keys)} group(s) ({size} image(s)): "
+                            f"{needed - len(keys)} of the {needed} parts hold none of it")
+        elif len(keys) < needed:
+            fallback = int(np.argmax(weights))
+            parts.update({k: fallback for k in keys})
+            warnings.append(
+                f"class {label!r} has only {len(keys)} group(s) ({size} image(s)), too few to be "
+                f"in every split; all of it went to {names[fallback]}. Add images of {label!r} "
+                "(or more groups), or evaluate it by cross-validation"
+            )
+            continue
+        counts = np.zeros(len(weights))
+        targets = weights * size
+        rng = np.random.default_rng(seed + _stable_hash(label))
+        for index in rng.permutation(len(keys)):
+            chosen = int(np.argmax(targets - counts))  # ties go to the earlier part
+            parts[keys[index]] = chosen
+            counts[chosen] += len(groups[keys[index]])
+        empty = [names[i] for i in range(len(weights)) if weights[i] > 0 and counts[i] == 0]
+        if empty and len(keys) >= needed:
+            warnings.append(
+                f"class {label!r} ({len(keys)} groups) has no images in {', '.join(empty)}; "
+                f"add images of {label!r} for a reliable estimate there"
+            )
+    return parts, warnings
+
+
+def cross_validation_splits(manifest: Manifest, folds: int = 7, seed: int = 0
+                            ) -> tuple[list[Manifest], tuple[str, ...]]:
+    """``folds`` train/val/test splits in which every image is a test image exactly once.
+
+    The groups are dealt into ``folds`` parts as ``split_manifest`` deals them into splits
+    (per label, seeded, group-aware); split ``i`` tests on part ``i``, validates on part
+    ``i + 1`` and trains on the rest (7 folds: about 71/14/14). On a small dataset one split's
+    test figures rest on a few parts; over all folds every part is scored once.
+    A label with fewer groups than folds is spread one group per fold (some folds test none
+    of it). Returns the manifests and the warnings (labels with fewer groups than folds).
+    """
+    if not isinstance(folds, int) or isinstance(folds, bool) or folds < 3:
+        raise ConfigError(f"folds must be an integer >= 3 (test, val and train parts), got "
+                          f"{folds!r}")
+    _check_seed(seed)
+    groups = _groups(manifest.samples)
+    names = [f"fold {i}" for i in range(folds)]
+    parts, warnings = _balanced_parts(groups, np.full(folds, 1.0 / folds), seed, names,
+                                      pile_few=False)
+    manifests = []
+    for test in range(folds):
+        val = (test + 1) % folds
+
+        def split_of(sample: Sample) -> str:
+            part = parts[_group_key(sample)]
+            return "test" if part == test else "val" if part == val else "train"
+
+        samples = tuple(dataclasses.replace(s, split=split_of(s)) for s in manifest.samples)
+        _check_no_group_leak(samples)
+        source = {**manifest.source, "split": {"cross_validation": folds, "fold": test,
+                                               "seed": seed}}
+        manifests.append(dataclasses.replace(manifest, samples=samples,
+                                             parent_version=manifest.version_id, source=source))
+    return manifests, tuple(warnings)
 
 
 def hold_out(
