@@ -11,6 +11,7 @@ and kept; its decay ramps up over about one epoch.
 from __future__ import annotations
 
 import copy
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -66,8 +67,8 @@ def fit_network(net: nn.Module, spec: LoopSpec, x_train: np.ndarray, y_train: li
     torch.manual_seed(config.seed)
     aug = AugmentConfig() if config.augment else AugmentConfig.none()
     best_metric, best_epoch, best_state = -np.inf, -1, None
-    average = (WeightAverage(net, config.ema_decay,
-                             ramp_steps=-(-len(spec.sample_classes) // config.batch_size))
+    steps_per_epoch = math.ceil(len(spec.sample_classes) / config.batch_size)
+    average = (WeightAverage(net, config.ema_decay, ramp_steps=steps_per_epoch)
                if config.ema_decay > 0 else None)
     started = time.perf_counter()
     epoch = 0
