@@ -104,9 +104,9 @@ def dice_score(prob: np.ndarray, mask: np.ndarray, threshold: float = 0.5) -> fl
 
 def pixel_auroc(prob: np.ndarray, mask: np.ndarray) -> float:
     """AUROC of every pixel's probability against ``mask``; needs both kinds of pixel."""
-    from sklearn.metrics import roc_auc_score
+    from defectscope.evaluation.metrics import auroc  # pure numpy (scikit-learn is dev-only)
 
-    return float(roc_auc_score(mask.ravel(), prob.ravel()))
+    return float(auroc(prob.ravel(), mask.ravel()))
 
 
 @register("segmenter")
