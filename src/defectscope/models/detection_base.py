@@ -24,13 +24,12 @@ import numpy as np
 
 from defectscope.bundle import META_KEY, decode_meta, encode_meta
 from defectscope.data.detection import DetectionDataset, DetectionSample
-from defectscope.errors import AlignmentError, ConfigError, DefectscopeError
+from defectscope.errors import ConfigError, DefectscopeError
 from defectscope.models.decision import Thresholded
 from defectscope.options import make_config
 from defectscope.scoring.detection import (
-    alignment_failed_result,
     best_confidence,
-    detection_result,
+    boxes_result,
     missing_template,
 )
 from defectscope.types import Detection, InspectionResult
@@ -117,10 +116,5 @@ class DetectionModel(Thresholded):
         if self.threshold is None:
             raise DefectscopeError(f"{self.name} has no decision threshold yet; set_threshold() "
                                    "or train it with defectscope train")
-        started = time.perf_counter()
-        try:
-            detections = self.detect(image, template)
-        except AlignmentError as error:  # never a silent OK: a person looks at the part
-            return alignment_failed_result(error)
-        timings = {"detect": (time.perf_counter() - started) * 1e3}
-        return detection_result(detections, self.threshold, self.config.unsure_band, timings)
+        return boxes_result(lambda: self.detect(image, template), self.threshold,
+                            self.config.unsure_band)

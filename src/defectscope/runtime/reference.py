@@ -20,7 +20,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from defectscope.errors import AlignmentError, BundleError, ConfigError
+from defectscope.errors import BundleError, ConfigError
 from defectscope.models.reference_detect import (
     GOLDEN_TEMPLATE_KEY,
     ReferenceSettings,
@@ -37,9 +37,8 @@ from defectscope.runtime.engine import (
     read_references,
 )
 from defectscope.scoring.detection import (
-    alignment_failed_result,
     best_confidence,
-    detection_result,
+    boxes_result,
     missing_template,
 )
 from defectscope.types import Detection, InspectionResult
@@ -139,13 +138,8 @@ class BoxRuntime(RuntimeModel):
     def predict(self, image: np.ndarray, template: np.ndarray | None = None) -> InspectionResult:
         """Boxes at or above the threshold, verdict and defect type (as the torch model);
         UNSURE with the reason when the part cannot be aligned to its template."""
-        started = time.perf_counter()
-        try:
-            detections = self.detect(image, template)
-        except AlignmentError as error:  # never a silent OK: a person looks at the part
-            return alignment_failed_result(error)
-        timings = {"detect": (time.perf_counter() - started) * 1e3}
-        return detection_result(detections, self.threshold, self.unsure_band, timings)
+        return boxes_result(lambda: self.detect(image, template), self.threshold,
+                            self.unsure_band)
 
     def check_export(self, export: dict[str, Any]) -> list[str]:
         """The reference images' detections against those torch gave at export."""

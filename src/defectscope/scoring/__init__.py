@@ -20,6 +20,7 @@ from defectscope.scoring.detection import (
     alignment_failed_result,
     best_confidence,
     box_detections,
+    boxes_result,
     detection_result,
     missing_template,
 )
@@ -36,7 +37,7 @@ from defectscope.scoring.segmentation import (
 )
 
 __all__ = ["NearestNeighbours", "alignment_failed_result", "anomaly_map", "area_score",
-           "best_confidence", "box_detections", "class_probabilities", "classification_result",
+           "best_confidence", "box_detections", "boxes_result", "class_probabilities", "classification_result",
            "defect_probabilities", "detection_result", "missing_template", "not_good_score",
            "padim_scores", "patchcore_scores", "probabilities_by_class", "probability_map",
            "reweight", "segmentation_output", "segmentation_result", "sigmoid"]

@@ -19,7 +19,8 @@ torch-free runtime call these very functions and cannot drift apart:
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+import time
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -80,6 +81,20 @@ def alignment_failed_result(error: AlignmentError) -> InspectionResult:
     """UNSURE with the reason: a part that cannot be aligned to its template is never OK."""
     return InspectionResult(score=float("nan"), verdict=Verdict.UNSURE,
                             reason=f"alignment to the template failed: {error}")
+
+
+def boxes_result(detect: Callable[[], Sequence[Detection]], threshold: float,
+                 unsure_band: float = 0.0) -> InspectionResult:
+    """``detection_result`` of ``detect()``, timed; UNSURE with the reason when the part cannot
+    be aligned to its template (never a silent OK: a person looks at the part). The torch box
+    models and their runtimes predict through this."""
+    started = time.perf_counter()
+    try:
+        detections = detect()
+    except AlignmentError as error:
+        return alignment_failed_result(error)
+    timings = {"detect": (time.perf_counter() - started) * 1e3}
+    return detection_result(detections, threshold, unsure_band, timings)
 
 
 def missing_template(name: str) -> DefectscopeError:
