@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from defectscope.errors import DataError
+from defectscope.errors import ConfigError, DataError
 from defectscope.preprocess import PreprocessConfig, Preprocessor
 from defectscope.preprocess.tiling import Tile, plan_tiles, stitch, tile_boxes
 
@@ -43,9 +43,11 @@ def test_image_smaller_than_a_tile_is_a_clear_error():
 
 
 def test_auto_tiles_only_much_larger_images():
-    assert plan_tiles((1024, 1200), Tile(), 256) is None        # 1024 < 5 * 256
-    assert len(plan_tiles((2048, 2048), Tile(), 256)) == 121     # stride 192 -> 11 x 11
-    assert plan_tiles((2048, 2048), Tile(), 256, input_side=512) is None
+    assert plan_tiles((1024, 1200), Tile(), 256) is None        # 1024 < 16 * 256
+    assert plan_tiles((900, 900), Tile(), 128) is None          # an ordinary camera image
+    assert len(plan_tiles((2048, 2048), Tile(mode="on", max_tiles=200), 256)) == 121  # 11 x 11
+    assert len(plan_tiles((4096, 4096), Tile(), 256)) <= 16
+    assert plan_tiles((4096, 4096), Tile(), 256, input_side=512) is None
     assert plan_tiles((4096, 4096), Tile(mode="off"), 256) is None
 
 
@@ -55,3 +57,22 @@ def test_preprocessor_uses_the_tile_step():
     assert pre.tiles((96, 96, 3)) == [(0, 0, 48, 48), (0, 48, 48, 96), (48, 0, 96, 48),
                                       (48, 48, 96, 96)]
     assert Preprocessor(PreprocessConfig(image_size=32)).tiles((40, 40, 3)) is None
+
+
+def test_tile_cap_bounds_the_work_and_still_covers_every_pixel():
+    boxes = plan_tiles((6000, 6000), Tile(mode="on"), 128)
+    assert 1 < len(boxes) <= 16
+    covered = np.zeros((6000, 6000), bool)
+    for y0, x0, y1, x1 in boxes:
+        covered[y0:y1, x0:x1] = True
+    assert covered.all()
+    assert len(plan_tiles((6000, 6000), Tile(mode="on", max_tiles=4), 128)) <= 4
+
+
+def test_image_too_elongated_for_the_cap_is_scored_whole():
+    assert plan_tiles((128, 20000), Tile(mode="on", max_tiles=8), 128) is None
+
+
+def test_bad_tile_cap_is_refused():
+    with pytest.raises(ConfigError):
+        Tile(max_tiles=0).validate()

@@ -7,11 +7,18 @@ native size; each tile is scored on its own, the tile maps are stitched into one
 score. Training images are tiled the same way, so the model learns what a good tile looks like.
 
 The ``tile`` step (always the last step) sets ``mode``: ``auto`` (the default, also when the
-pipeline has no ``tile`` step) tiles when the image's shorter side is at least ``auto_factor``
-(default 5) times the longer side of the network input the whole image would be resized to
-(e.g. PatchCore's 256 px: a 2048 px image is tiled, a 1024 px MVTec image is not); ``on``
-always tiles (an image smaller than a tile is an error); ``off`` never. ``size`` 0 means the
-model's ``image_size``. Bundles written before steps existed load with tiling ``off``.
+pipeline has no ``tile`` step) tiles only when the image's shorter side is at least
+``auto_factor`` (default 16) times the longer side of the network input the whole image would be
+resized to: only then would a defect of a few percent of the image shrink below a few feature
+cells. An ordinary camera image (a 900 px bottle, a 1024 px MVTec image at PatchCore's 256 px
+input) is scored whole; whether tiling helps a given product is the tuner's call
+(``tuning``), which tries it. ``on`` always tiles (an image smaller than a tile is an error);
+``off`` never. ``size`` 0 means the model's ``image_size``.
+
+The work per image is bounded: at most ``max_tiles`` (default 16) tiles. Where tiles of
+``size`` would be more, the tiles grow until they are few enough (each is resized to the
+network input as usual), so a 6000 x 6000 px image costs 16 network passes, not 2,000. Bundles
+written before steps existed load with tiling ``off``.
 
 >>> tile_boxes((300, 500), 256, 0.25)[:2]
 [(0, 0, 256, 256), (0, 192, 256, 448)]
@@ -41,7 +48,8 @@ class Tile(Step):
     size: int = 0
     overlap: float = 0.25
     merge: str = "max"
-    auto_factor: float = 5.0
+    auto_factor: float = 16.0
+    max_tiles: int = 16
 
     def validate(self) -> None:
         check_choice(self.name, "mode", self.mode, ("auto", "on", "off"))
@@ -50,6 +58,7 @@ class Tile(Step):
         check_range(self.name, "overlap", self.overlap, 0.0, 0.9)
         check_choice(self.name, "merge", self.merge, ("max", "mean"))
         check_range(self.name, "auto_factor", self.auto_factor, 1.0, 1000.0)
+        check_range(self.name, "max_tiles", self.max_tiles, 1, 4096)
 
     def apply(self, image, state):
         return image, None  # a marker: the model's scoring loop does the tiling
@@ -79,14 +88,21 @@ def plan_tiles(shape: tuple[int, ...], tile: Tile, image_size: int,
 
     ``image_size`` is the default tile size; ``input_side`` the longer side of the network
     input the whole image would be resized to (default ``image_size``), which ``auto`` compares
-    the image's shorter side with.
+    the image's shorter side with. Never more than ``tile.max_tiles`` tiles: the tile size grows
+    until they fit; an image so elongated that even tiles of its shorter side are too many is
+    scored whole (resized), which bounds the work as well.
     """
     size = tile.size or image_size
     if tile.mode == "off":
         return None
     if tile.mode == "auto" and min(shape[:2]) < tile.auto_factor * (input_side or image_size):
         return None
-    return tile_boxes(shape, size, tile.overlap)
+    boxes = tile_boxes(shape, size, tile.overlap)
+    shorter = min(shape[:2])
+    while len(boxes) > tile.max_tiles and size < shorter:
+        size = min(shorter, int(np.ceil(size * 1.25)))
+        boxes = tile_boxes(shape, size, tile.overlap)
+    return boxes if len(boxes) <= tile.max_tiles else None
 
 
 def stitch(maps: list[np.ndarray], boxes: list[Box], shape: tuple[int, int],

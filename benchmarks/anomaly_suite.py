@@ -1,0 +1,178 @@
+"""The anomaly benchmark suite: every model on every anomaly dataset, with the defaults a user gets.
+
+Each run is what a user does: ``train_anomaly`` (the same workflow as ``defectscope train``,
+self-tuning and threshold calibration included, never reading a test image), then the bundle is
+loaded back and the test split scored (``evaluate_bundle``, as ``defectscope test``). Printed per
+dataset and model: image AUROC, pixel AUROC, AUPRO, F1-max, recall / false-reject rate / F1 at
+the calibrated threshold, fit seconds (tuning included), ms per image (batch 1) and peak memory,
+then the mean over datasets. Each run is a fresh subprocess, so its peak memory is its own.
+
+Datasets (skipped when absent): ``magnetic-tile`` (folder layout; the first 70% of the good
+images sorted by name train, the rest and every defect test, as Anomalib's anchor figures were
+measured), ``bsdata`` and ``battery-weld`` (MVTec AD layout as laid out in ../shared/data), plus
+any ``--data NAME=DIR`` in the MVTec AD layout.
+
+    .venv/bin/python benchmarks/anomaly_suite.py [--models patchcore padim] [--datasets ...]
+        [--data NAME=DIR] [--options '{"tune": "off"}'] [--subsample N] [--json OUT.json]
+
+Figures are single runs on whatever machine runs this (printed); on a shared 2-core machine
+fit times move with the load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+BUILT_IN = ("magnetic-tile", "bsdata", "battery-weld")
+# Anomalib 2.7, same EfficientNet-Lite0 weights, 256 px (issue 14): image / pixel AUROC.
+ANCHORS = {
+    "magnetic-tile": {"padim": (0.838, 0.688), "patchcore": (0.753, 0.715)},
+    "bsdata": {"padim": (0.931, 0.977)},
+    "battery-weld": {"padim": (0.929, 0.874), "patchcore": (0.978, 0.850)},
+}
+COLUMNS = ("image_auroc", "pixel_auroc", "aupro", "f1_max", "recall", "false_reject_rate",
+           "f1", "fit_seconds", "ms_per_image", "peak_mb")
+
+
+def shared_data() -> Path:
+    shared = os.environ.get("DEFECTSCOPE_SHARED_DATA")
+    return Path(shared) if shared else REPO.parent / "shared" / "data"
+
+
+def load_manifest(name: str, root: Path, subsample: int):
+    """The dataset as a manifest with train/test splits (train = good images only)."""
+    import dataclasses
+
+    from defectscope.data.importers import import_dataset
+
+    if name == "magnetic-tile" and not (root / "train").exists():
+        manifest = import_dataset(root, "folder").manifest
+        goods = sorted((s for s in manifest.samples if s.is_good), key=lambda s: s.path)
+        train = {s.path for s in goods[: int(len(goods) * 0.7)]}
+        samples = [dataclasses.replace(s, split="train" if s.path in train else "test")
+                   for s in manifest.samples]
+    else:
+        manifest = import_dataset(root, "mvtec").manifest
+        samples = list(manifest.samples)
+    if subsample > 1:
+        samples = sorted(samples, key=lambda s: s.path)[::subsample]
+    return manifest.with_samples(samples)
+
+
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: kilobytes
+
+
+def run_one(name: str, root: Path, model: str, options: dict, subsample: int) -> dict:
+    """Train, reload and test one model on one dataset in this process."""
+    from defectscope.bundle import load_bundle
+    from defectscope.evaluation.run import evaluate_bundle
+    from defectscope.training.anomaly import train_anomaly
+
+    manifest = load_manifest(name, root, subsample)
+    with tempfile.TemporaryDirectory() as tmp:
+        started = time.perf_counter()
+        result = train_anomaly(manifest, model, Path(tmp) / "model", options=options,
+                               progress=False)
+        fit_seconds = time.perf_counter() - started
+        bundle = load_bundle(Path(tmp) / "model")
+        report, _ = evaluate_bundle(bundle, result.manifest, "test", progress=False)
+        tuning = bundle.info.get("tuning")
+    return {
+        "dataset": name, "model": model,
+        "image_auroc": report["image_auroc"], "pixel_auroc": report["pixel_auroc"],
+        "aupro": report["aupro"], "f1_max": report["f1_max"],
+        "recall": report["recall"], "false_reject_rate": report["false_reject_rate"],
+        "f1": report["f1"], "threshold_rule": bundle.info.get("calibration", {}).get("rule"),
+        "fit_seconds": round(fit_seconds, 1), "ms_per_image": report["ms_per_image_median"],
+        "peak_mb": round(peak_mb()), "n_train": result.model.n_train_images_,
+        "n_test": report.get("n_images"), "chosen": (tuning or {}).get("chosen"),
+    }
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3f}" if abs(value) < 10 else f"{value:.0f}"
+    return str(value)
+
+
+def print_table(rows: list[dict]) -> None:
+    print("| dataset | model | " + " | ".join(COLUMNS) + " | anchor (img/px) |")
+    print("|" + "---|" * (len(COLUMNS) + 3))
+    for row in rows:
+        anchor = ANCHORS.get(row["dataset"], {}).get(row["model"])
+        cells = [_fmt(row.get(c)) for c in COLUMNS]
+        print(f"| {row['dataset']} | {row['model']} | " + " | ".join(cells)
+              + f" | {'/'.join(map(str, anchor)) if anchor else '-'} |")
+    for model in sorted({r["model"] for r in rows}):
+        mine = [r for r in rows if r["model"] == model and "error" not in r]
+        means = []
+        for column in COLUMNS:
+            values = [r[column] for r in mine if r.get(column) is not None]
+            means.append(_fmt(sum(values) / len(values)) if values else "-")
+        print(f"| mean ({len(mine)}) | {model} | " + " | ".join(means) + " | |")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--models", nargs="+", default=["patchcore", "padim"])
+    parser.add_argument("--datasets", nargs="+", default=list(BUILT_IN))
+    parser.add_argument("--data", action="append", default=[], metavar="NAME=DIR")
+    parser.add_argument("--options", default="{}", help="JSON model options for every run")
+    parser.add_argument("--subsample", type=int, default=1, help="every N-th image (quick checks)")
+    parser.add_argument("--json", type=Path, help="write the rows here")
+    parser.add_argument("--one", nargs=3, metavar=("NAME", "ROOT", "MODEL"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    options = json.loads(args.options)
+    if args.one:
+        name, root, model = args.one
+        print(json.dumps(run_one(name, Path(root), model, options, args.subsample)))
+        return 0
+
+    datasets = {name: shared_data() / name for name in args.datasets}
+    for item in args.data:
+        name, _, folder = item.partition("=")
+        if not folder:
+            parser.error(f"--data takes NAME=DIR, got {item!r}")
+        datasets[name] = Path(folder)
+    print(f"# {' '.join([Path(sys.argv[0]).name] + (argv or sys.argv[1:]))}")
+    print(f"# machine: {platform.platform()}, {os.cpu_count()} cores, Python "
+          f"{platform.python_version()}")
+    rows = []
+    for name, root in datasets.items():
+        if not root.exists():
+            print(f"# {name}: {root} absent, skipped")
+            continue
+        for model in args.models:
+            command = [sys.executable, __file__, "--one", name, str(root), model,
+                       "--options", args.options, "--subsample", str(args.subsample)]
+            done = subprocess.run(command, capture_output=True, text=True)
+            if done.returncode != 0:
+                tail = done.stderr.strip().splitlines()[-1:] or ["?"]
+                rows.append({"dataset": name, "model": model, "error": tail[0]})
+                print(f"# {name} {model}: failed: {tail[0]}", flush=True)
+                continue
+            row = json.loads(done.stdout.strip().splitlines()[-1])
+            rows.append(row)
+            print("# " + json.dumps(row), flush=True)
+    print_table([r for r in rows if "error" not in r])
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
