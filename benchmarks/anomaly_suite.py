@@ -13,7 +13,10 @@ measured), ``bsdata`` and ``battery-weld`` (MVTec AD layout as laid out in ../sh
 any ``--data NAME=DIR`` in the MVTec AD layout.
 
     .venv/bin/python benchmarks/anomaly_suite.py [--models patchcore padim] [--datasets ...]
-        [--data NAME=DIR] [--options '{"tune": "off"}'] [--subsample N] [--json OUT.json]
+        [--data NAME=DIR] [--options JSON] [--tune auto|off] [--threshold-rule RULE]
+        [--subsample N] [--json OUT.json]
+
+``--tune off --threshold-rule good_quantile`` reproduces the behaviour before self-tuning.
 
 Figures are single runs on whatever machine runs this (printed); on a shared 2-core machine
 fit times move with the load.
@@ -73,7 +76,8 @@ def peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: kilobytes
 
 
-def run_one(name: str, root: Path, model: str, options: dict, subsample: int) -> dict:
+def run_one(name: str, root: Path, model: str, options: dict, subsample: int,
+            tune: str = "auto", threshold_rule: str = "auto") -> dict:
     """Train, reload and test one model on one dataset in this process."""
     from defectscope.bundle import load_bundle
     from defectscope.evaluation.run import evaluate_bundle
@@ -83,7 +87,7 @@ def run_one(name: str, root: Path, model: str, options: dict, subsample: int) ->
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
         result = train_anomaly(manifest, model, Path(tmp) / "model", options=options,
-                               progress=False)
+                               progress=False, tune=tune, threshold_rule=threshold_rule)
         fit_seconds = time.perf_counter() - started
         bundle = load_bundle(Path(tmp) / "model")
         report, _ = evaluate_bundle(bundle, result.manifest, "test", progress=False)
@@ -97,6 +101,9 @@ def run_one(name: str, root: Path, model: str, options: dict, subsample: int) ->
         "fit_seconds": round(fit_seconds, 1), "ms_per_image": report["ms_per_image_median"],
         "peak_mb": round(peak_mb()), "n_train": result.model.n_train_images_,
         "n_test": report.get("n_images"), "chosen": (tuning or {}).get("chosen"),
+        "candidates": [{k: row.get(k) for k in ("candidate", "image_auroc", "pixel_auroc",
+                                                 "seconds", "skipped") if row.get(k) is not None}
+                       for row in (tuning or {}).get("candidates", [])],
     }
 
 
@@ -131,6 +138,9 @@ def main(argv=None) -> int:
     parser.add_argument("--datasets", nargs="+", default=list(BUILT_IN))
     parser.add_argument("--data", action="append", default=[], metavar="NAME=DIR")
     parser.add_argument("--options", default="{}", help="JSON model options for every run")
+    parser.add_argument("--tune", default="auto", choices=("auto", "off"))
+    parser.add_argument("--threshold-rule", default="auto",
+                        help="e.g. good_quantile for the rule before synthetic defects")
     parser.add_argument("--subsample", type=int, default=1, help="every N-th image (quick checks)")
     parser.add_argument("--json", type=Path, help="write the rows here")
     parser.add_argument("--one", nargs=3, metavar=("NAME", "ROOT", "MODEL"), help=argparse.SUPPRESS)
@@ -138,7 +148,8 @@ def main(argv=None) -> int:
     options = json.loads(args.options)
     if args.one:
         name, root, model = args.one
-        print(json.dumps(run_one(name, Path(root), model, options, args.subsample)))
+        print(json.dumps(run_one(name, Path(root), model, options, args.subsample, args.tune,
+                                args.threshold_rule)))
         return 0
 
     datasets = {name: shared_data() / name for name in args.datasets}
@@ -157,7 +168,8 @@ def main(argv=None) -> int:
             continue
         for model in args.models:
             command = [sys.executable, __file__, "--one", name, str(root), model,
-                       "--options", args.options, "--subsample", str(args.subsample)]
+                       "--options", args.options, "--subsample", str(args.subsample),
+                       "--tune", args.tune, "--threshold-rule", args.threshold_rule]
             done = subprocess.run(command, capture_output=True, text=True)
             if done.returncode != 0:
                 tail = done.stderr.strip().splitlines()[-1:] or ["?"]

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from defectscope.errors import ConfigError, DataError, DefectscopeError
-from defectscope.evaluation.thresholds import ThresholdCalibration, calibrate_threshold
+from defectscope.evaluation.thresholds import (ThresholdCalibration, calibrate_threshold,
+                                           wilson_interval)
 
 GOOD_SCORES = [0.1, 0.2, 0.3]
 DEFECT_SCORES = [0.25, 0.6, 0.9]
@@ -107,7 +108,7 @@ def test_only_defects_reports_unknown_false_reject_rate():
 @pytest.mark.parametrize(
     ("kwargs", "error", "message"),
     [
-        ({"rule": "median"}, ConfigError, "known rules: auto, good_quantile, recall, f1_max"),
+        ({"rule": "median"}, ConfigError, "known rules: auto, good_quantile, recall, f1_max, synthetic_f1"),
         ({"rule": "good_quantile", "target": 1.0}, ConfigError, r"\[0, 1\)"),
         ({"rule": "good_quantile", "target": -0.1}, ConfigError, r"\[0, 1\)"),
         ({"rule": "recall", "target": 0.0}, ConfigError, r"\(0, 1\]"),
@@ -137,3 +138,53 @@ def test_record_round_trips_through_json():
     assert ThresholdCalibration.from_dict(row) == cal
     with pytest.raises(AttributeError):
         cal.threshold = 1.0  # frozen
+
+
+def test_good_only_validation_with_synthetic_defects_sits_below_their_scores():
+    rng = np.random.default_rng(0)
+    good = rng.normal(1.0, 0.1, 40)
+    synthetic = rng.normal(1.6, 0.3, 60)
+    cal = calibrate_threshold(good, np.zeros(40, bool), synthetic_scores=synthetic)
+    assert cal.rule == "synthetic_f1" and "synthetic defects given" in cal.note
+    assert cal.threshold < np.median(synthetic)
+    assert cal.synthetic_recall == pytest.approx(np.mean(synthetic >= cal.threshold))
+    assert cal.synthetic_recall > 0.8 and cal.n_synthetic == 60
+    assert cal.achieved_false_reject_rate <= 0.05
+
+
+def test_overlapping_synthetic_defects_put_the_threshold_inside_the_good_tail():
+    good = [1.0, 1.1, 1.2, 1.3, 2.0]  # one high good
+    synthetic = [1.5, 1.6, 1.7, 1.8, 3.0]
+    cal = calibrate_threshold(good, [False] * 5, synthetic_scores=synthetic)
+    assert 1.3 < cal.threshold <= 1.5  # below the top good score: one false reject accepted
+    assert cal.achieved_false_reject_rate == pytest.approx(0.2)
+    low, high = cal.false_reject_rate_ci
+    assert low < 0.2 < high and "only 5 good images" in cal.note
+
+
+def test_real_defects_take_precedence_over_synthetic_ones():
+    cal = calibrate_threshold(SCORES, FLAGS, synthetic_scores=[5.0, 6.0])
+    assert cal.rule == "recall"
+
+
+def test_synthetic_rule_needs_synthetic_scores():
+    with pytest.raises(DataError, match="synthetic"):
+        calibrate_threshold(GOOD_SCORES, [False] * 3, rule="synthetic_f1")
+    with pytest.raises(DataError, match="finite"):
+        calibrate_threshold(GOOD_SCORES, [False] * 3, synthetic_scores=[float("nan")])
+
+
+def test_wilson_interval_contains_the_estimate_and_narrows_with_n():
+    low, high = wilson_interval(1, 10)
+    assert low < 0.1 < high
+    wide = high - low
+    low, high = wilson_interval(10, 100)
+    assert high - low < wide
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+
+
+def test_records_without_the_new_fields_still_load():
+    row = calibrate_threshold(SCORES, FLAGS).to_dict()
+    for key in ("false_reject_rate_ci", "n_synthetic", "synthetic_recall"):
+        row.pop(key)
+    assert ThresholdCalibration.from_dict(row).n_synthetic == 0

@@ -58,9 +58,18 @@ def _add_train(subparsers) -> None:
                         "model folder so parts are inspected without one of their own (run, "
                         "serve, predict)")
     parser.add_argument("--threshold-rule", default="auto",
-                        choices=("auto", "good_quantile", "recall", "f1_max"),
-                        help="auto: every validation defect caught when defects exist, else a "
-                        "1%% false-reject quantile of good validation scores")
+                        choices=("auto", "good_quantile", "recall", "f1_max", "synthetic_f1"),
+                        help="auto: every validation defect caught when real defects exist, else "
+                        "(anomaly models) best F1 between good validation images and synthetic "
+                        "defects pasted into them (synthetic_f1)")
+    parser.add_argument("--tune", default="auto", choices=("auto", "off"),
+                        help="anomaly models: auto (default) compares a few candidate settings "
+                        "(input resolution, neighbourhood, tiling) on synthetic defects in "
+                        "held-back good images and keeps the best; off uses the options as given")
+    parser.add_argument("--tune-budget", type=float, default=150.0, metavar="SECONDS",
+                        help="time for comparing candidates (default 150; the final fit comes "
+                        "on top); a candidate that would pass it is skipped and the best so far "
+                        "kept")
     parser.add_argument("--threshold-target", type=float, metavar="X",
                         help="target of the rule: false-reject rate for good_quantile, recall "
                         "for recall")
@@ -170,12 +179,32 @@ def run_train(args: argparse.Namespace) -> int:
         manifest, args.model, args.out, options=model_options(args),
         threshold_rule=args.threshold_rule, threshold_target=args.threshold_target,
         val_fraction=args.val_fraction, seed=args.seed, overwrite=args.overwrite,
-        progress=not args.quiet, log=lambda message: print(message, file=sys.stderr))
+        progress=not args.quiet, tune=args.tune, tune_budget=args.tune_budget,
+        log=lambda message: print(message, file=sys.stderr))
     print(format_summary(result.manifest))
+    if result.tuning is not None:
+        print(format_tuning(result.tuning.to_dict()))
     print(f"\nTrained {args.model} in {result.fit_seconds:.1f} s; threshold "
           f"{result.calibration.threshold:.6g} ({result.calibration.rule}); model folder: "
           f"{result.out_dir}")
     return 0
+
+
+def format_tuning(tuning: dict) -> str:
+    """The candidates tried and the choice, as a small text table."""
+    lines = ["\nTuning (held-back goods + {n_synthetic} synthetic / {n_defects} real defects):"
+             .format(**tuning["validation"]),
+             f"  {'candidate':<24} {'image AUROC':>11} {'pixel AUROC':>11} {'seconds':>8}"]
+    for row in tuning["candidates"]:
+        if "skipped" in row:
+            lines.append(f"  {row['candidate']:<24} skipped: {row['skipped']}")
+            continue
+        cells = [("-" if row.get(k) is None else f"{row[k]:.3f}")
+                 for k in ("image_auroc", "pixel_auroc")]
+        mark = "  <- chosen" if row["candidate"] == tuning["chosen"] else ""
+        lines.append(f"  {row['candidate']:<24} {cells[0]:>11} {cells[1]:>11} "
+                     f"{row['seconds']:>8.0f}{mark}")
+    return "\n".join(lines)
 
 
 def _group_reshots(manifest, progress: bool):

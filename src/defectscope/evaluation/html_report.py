@@ -40,12 +40,13 @@ _HEADLINE = (
     ("n_nonfinite_scores", "Images without a finite score"),
 )
 _SECTIONS = {"threshold", "calibration", "confusion_matrix", "per_type_recall", "per_type_counts",
-             "leak_check"}
+             "leak_check", "threshold_tradeoff", "tuning"}
 _PLOT_TITLES = {
     "roc": "ROC curve",
     "pr": "Precision-recall curve",
     "histograms": "Score histograms",
     "overlays": "Worst cases",
+    "tradeoff": "False rejects against escapes",
 }
 _STYLE = """
 body { font-family: sans-serif; margin: 2em; color: #222; }
@@ -93,6 +94,33 @@ def _threshold(report: Mapping[str, Any]) -> str:
         parts.append("<h3>Calibration</h3>")
         parts.append(_table(("Field", "Value"), calibration.items()))
     return "".join(parts)
+
+
+def _tradeoff(report: Mapping[str, Any]) -> str:
+    rows = report.get("threshold_tradeoff") or []
+    if not rows:
+        return ""
+    keys = ("which", "threshold", "false_reject_rate", "escape_rate", "recall", "f1")
+    return ("<h3>Candidate thresholds on these images</h3>"
+            + _table(("Threshold", "Value", "False-reject rate", "Escape rate", "Recall", "F1"),
+                     [[row.get(k) for k in keys] for row in rows]))
+
+
+def _tuning(report: Mapping[str, Any]) -> str:
+    """The candidates the tuner compared on held-back goods and defects, and its choice."""
+    tuning = report.get("tuning")
+    if not isinstance(tuning, Mapping) or not tuning.get("candidates"):
+        return ""
+    rows = [(row.get("candidate"), row.get("image_auroc"), row.get("pixel_auroc"),
+             row.get("seconds"), row.get("skipped") or
+             ("chosen" if row.get("candidate") == tuning.get("chosen") else ""))
+            for row in tuning["candidates"]]
+    validation = tuning.get("validation", {})
+    text = (f"<h2>Self-tuning</h2><p>Chosen: {escape(str(tuning.get('chosen')))}, judged on "
+            f"{validation.get('n_goods')} held-back good images, {validation.get('n_synthetic')} "
+            f"synthetic and {validation.get('n_defects')} real defects "
+            f"({escape(str(tuning.get('selection', '')))}).</p>")
+    return text + _table(("Candidate", "Image AUROC", "Pixel AUROC", "Seconds", ""), rows)
 
 
 def _confusion(report: Mapping[str, Any]) -> str:
@@ -159,9 +187,11 @@ def render_html(report: dict[str, Any], plot_paths: dict[str, Path], html_path: 
             f"<h1>{escape(title)}</h1>",
             _headline(report),
             _threshold(report),
+            _tradeoff(report),
             _confusion(report),
             _per_type(report),
             _leak_check(report),
+            _tuning(report),
             _details(report),
             _plots(plot_paths, html_path.parent),
         )

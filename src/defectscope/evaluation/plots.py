@@ -63,6 +63,28 @@ def plot_roc(scores: ArrayLike, is_defect: ArrayLike, path: Path) -> Path | None
     return _save(figure, path)
 
 
+def plot_tradeoff(scores: ArrayLike, is_defect: ArrayLike, threshold: float, path: Path
+                  ) -> Path | None:
+    """False-reject rate against escape rate over every threshold, the calibrated one marked;
+    ``None`` unless both classes are present."""
+    if not _both_classes(is_defect):
+        return None
+    fpr, tpr, _ = roc_curve(scores, is_defect)
+    s, y = np.asarray(scores, float), np.asarray(is_defect, bool)
+    here_frr, here_escape = float(np.mean(s[~y] >= threshold)), float(np.mean(s[y] < threshold))
+    figure = _new_figure()
+    axes = figure.add_subplot()
+    axes.plot(fpr, 1.0 - tpr, drawstyle="steps-post", label="every threshold")
+    axes.plot([here_frr], [here_escape], "o", color="black",
+              label=f"calibrated {threshold:.4g}: rejects {here_frr:.1%}, lets {here_escape:.1%} "
+                    "escape")
+    axes.set(xlabel="false-reject rate (good parts rejected)",
+             ylabel="escape rate (defects passed)", xlim=(0, 1), ylim=(0, 1.02),
+             title="False rejects against escapes")
+    axes.legend(loc="upper right", fontsize="small")
+    return _save(figure, path)
+
+
 def plot_pr(scores: ArrayLike, is_defect: ArrayLike, path: Path) -> Path | None:
     """Precision-recall curve with average precision; ``None`` without defective images."""
     if not np.asarray(is_defect, dtype=bool).any():

@@ -138,12 +138,42 @@ def build_report(
         "confusion_matrix": confusion.to_dict(),
         "per_type_recall": per_type_recall(scored, scored_labels, threshold),
         "per_type_counts": dict(sorted(Counter(labels).items())),
+        "threshold_tradeoff": threshold_tradeoff(scored, is_defect, threshold),
     }
     clashes = sorted(set(extra or {}) & set(report))
     if clashes:
         raise ConfigError(f"extra keys {clashes} clash with report metrics; rename them")
     report.update(_jsonable(dict(extra or {})))
     return _jsonable(report)
+
+
+TRADEOFF_FALSE_REJECT_RATES = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2)
+
+
+def threshold_tradeoff(scores: np.ndarray, is_defect: np.ndarray, threshold: float
+                       ) -> list[dict[str, Any]]:
+    """Candidate thresholds and what each costs on these scores: the calibrated one, the F1-max
+    one, and those that reject a given share of the good images. Sorted by threshold.
+
+    >>> rows = threshold_tradeoff(np.array([0.1, 0.2, 0.9]), np.array([False, False, True]), 0.5)
+    >>> [(r["which"], r["false_reject_rate"], r["escape_rate"]) for r in rows][0]
+    ('calibrated', 0.0, 0.0)
+    """
+    if not is_defect.any() or is_defect.all():
+        return []
+    good = np.sort(scores[~is_defect])[::-1]
+    points = {"calibrated": float(threshold)}
+    points["f1_max"] = float(f1_max(scores, is_defect)[1])
+    for rate in TRADEOFF_FALSE_REJECT_RATES:
+        k = int(np.floor(rate * good.size))
+        if k >= 1:
+            points[f"false rejects <= {rate:g}"] = float(good[k - 1])  # k goods at or above
+    rows = []
+    for which, value in points.items():
+        c = confusion_at(scores, is_defect, value)
+        rows.append({"which": which, "threshold": value, "false_reject_rate": c.false_reject_rate,
+                     "escape_rate": c.escape_rate, "recall": c.recall, "f1": c.f1})
+    return sorted(rows, key=lambda row: row["threshold"])
 
 
 def _plot_all(
@@ -164,6 +194,7 @@ def _plot_all(
         "pr": plots.plot_pr(scores, is_defect, folder / "pr.png"),
         "histograms": plots.plot_score_histograms(scores, labels, threshold, folder / "histograms.png"),
         "overlays": plots.plot_worst_overlays(records, threshold, image_loader, folder / "worst.png"),
+        "tradeoff": plots.plot_tradeoff(scores, is_defect, threshold, folder / "tradeoff.png"),
     }
     return {name: path for name, path in drawn.items() if path is not None}
 

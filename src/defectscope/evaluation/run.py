@@ -81,6 +81,7 @@ def evaluate_bundle(bundle, manifest: Manifest, split: str = "test", progress: b
         "n_left_out_seen_in_training": selection.left_out,
         "calibration": bundle.info.get("calibration", {}),
         "unsure_band": bundle.info.get("unsure_band"),
+        "tuning": bundle.info.get("tuning", {}),
         "ms_per_image_median": float(np.median(milliseconds)),
         "ms_per_image_p95": float(np.percentile(milliseconds, 95)),
     }

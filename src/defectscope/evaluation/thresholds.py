@@ -14,7 +14,16 @@ Rules (a part is rejected when ``score >= threshold``):
   caught). The threshold lies midway between the ``ceil(target * n_defect)``-th highest defect
   score and the next lower score of any image, so it does not sit on a sample.
 - ``"f1_max"``: needs defects; the threshold of best F1, placed midway below that score likewise.
-- ``"auto"``: ``recall`` with target 1.0 when defects are present, else ``good_quantile`` 0.01.
+- ``"synthetic_f1"``: good images plus synthetic defects pasted into held-back good images
+  (``tuning.synthetic``); the threshold of best F1 between the two, placed midway below that
+  score. Used when validation has no real defect: the threshold then weighs what a defect looks
+  like instead of sitting just above the highest good score (which caught 1 of 52 real cracks).
+- ``"auto"``: ``recall`` with target 1.0 when real defects are present, else ``synthetic_f1``
+  when synthetic scores are given, else ``good_quantile`` 0.01.
+
+Every record carries the false-reject rate measured on the good images with its 95% Wilson
+interval (few goods, wide interval: the record says how few), and with synthetic defects their
+share caught (``synthetic_recall``): an estimate, since real defects can be subtler.
 
 >>> cal = calibrate_threshold([0.1, 0.2, 0.25, 0.75], [False, False, False, True])
 >>> cal.rule, cal.threshold, cal.achieved_recall, cal.achieved_false_reject_rate
@@ -35,7 +44,7 @@ from defectscope.evaluation.metrics import f1_max, validate_scores
 
 __all__ = ["RULES", "ThresholdCalibration", "calibrate_threshold"]
 
-RULES = ("auto", "good_quantile", "recall", "f1_max")
+RULES = ("auto", "good_quantile", "recall", "f1_max", "synthetic_f1")
 _EPS = 1e-9  # absorbs float noise in target * n, e.g. 0.29 * 100 = 28.999999999999996
 
 
@@ -51,9 +60,15 @@ class ThresholdCalibration:
     achieved_false_reject_rate: float
     achieved_recall: float | None
     note: str
+    false_reject_rate_ci: tuple[float, float] | None = None
+    n_synthetic: int = 0
+    synthetic_recall: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        row = asdict(self)
+        if self.false_reject_rate_ci is not None:
+            row["false_reject_rate_ci"] = list(self.false_reject_rate_ci)
+        return row
 
     @classmethod
     def from_dict(cls, row: Mapping[str, Any]) -> "ThresholdCalibration":
@@ -67,7 +82,26 @@ class ThresholdCalibration:
             achieved_false_reject_rate=float(row["achieved_false_reject_rate"]),
             achieved_recall=None if recall is None else float(recall),
             note=str(row.get("note", "")),
+            false_reject_rate_ci=(None if row.get("false_reject_rate_ci") is None
+                                  else tuple(float(v) for v in row["false_reject_rate_ci"])),
+            n_synthetic=int(row.get("n_synthetic", 0)),
+            synthetic_recall=(None if row.get("synthetic_recall") is None
+                              else float(row["synthetic_recall"])),
         )
+
+
+def wilson_interval(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval of a proportion ``hits / n`` (95% by default).
+
+    >>> wilson_interval(0, 35)[1] > 0.09  # no false reject in 35 goods still allows ~10%
+    True
+    """
+    if n <= 0:
+        return (0.0, 1.0)
+    p = hits / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 def _between(lower: float, upper: float) -> float:
@@ -115,7 +149,7 @@ def _recall(scores: np.ndarray, defect: np.ndarray, target: float) -> tuple[floa
 def _check_target(rule: str, target: float | None) -> float | None:
     if target is None:
         return {"good_quantile": 0.01, "recall": 1.0}.get(rule)
-    if rule in ("auto", "f1_max"):
+    if rule in ("auto", "f1_max", "synthetic_f1"):
         raise ConfigError(f"rule {rule!r} takes no target; use 'good_quantile' or 'recall' to set one")
     target = float(target)
     if rule == "good_quantile" and not 0.0 <= target < 1.0:
@@ -126,31 +160,51 @@ def _check_target(rule: str, target: float | None) -> float | None:
 
 
 def calibrate_threshold(
-    scores: ArrayLike, is_defect: ArrayLike, rule: str = "auto", target: float | None = None
+    scores: ArrayLike, is_defect: ArrayLike, rule: str = "auto", target: float | None = None,
+    synthetic_scores: ArrayLike = (),
 ) -> ThresholdCalibration:
     """Choose a threshold from validation scores by ``rule`` (see the module docstring).
 
-    Raises ``ConfigError`` for an unknown rule or a target out of range, and ``DataError`` when
-    the rule needs images the data lack (good images for ``good_quantile``, defects for
-    ``recall`` and ``f1_max``).
+    ``synthetic_scores`` are the scores of synthetic defects (used by ``synthetic_f1``, and by
+    ``auto`` when the validation scores hold no real defect). Raises ``ConfigError`` for an
+    unknown rule or a target out of range, and ``DataError`` when the rule needs images the data
+    lack (good images for ``good_quantile``, defects for ``recall`` and ``f1_max``, synthetic
+    defects for ``synthetic_f1``).
 
     >>> calibrate_threshold([0.1, 0.2, 0.3], [False] * 3, rule="good_quantile").threshold > 0.3
     True
+    >>> calibrate_threshold([0.1, 0.2, 0.3, 0.5], [False] * 4,
+    ...                     synthetic_scores=[0.45, 0.6, 0.7]).threshold  # below the top good
+    0.375
     """
     if rule not in RULES:
         raise ConfigError(f"unknown threshold rule {rule!r}; known rules: {', '.join(RULES)}")
     s, y = validate_scores(scores, is_defect)
+    synthetic = np.asarray(synthetic_scores, dtype=np.float64).ravel()
+    if synthetic.size and not np.isfinite(synthetic).all():
+        raise DataError("synthetic defect scores must be finite numbers")
     good, defect = s[~y], s[y]
     target = _check_target(rule, target)
     chosen_by = ""
     if rule == "auto":
-        rule = "recall" if defect.size else "good_quantile"
+        rule = "recall" if defect.size else "synthetic_f1" if synthetic.size else "good_quantile"
         target = _check_target(rule, None)
-        chosen_by = f"auto chose {rule!r} ({'defects present' if defect.size else 'no defects'}); "
+        why = ("real defects present" if defect.size else
+               "no real defects; synthetic defects given" if synthetic.size else "no defects")
+        chosen_by = f"auto chose {rule!r} ({why}); "
     if rule == "good_quantile":
         if not good.size:
             raise DataError("rule 'good_quantile' needs good images among the calibration scores")
         threshold, note = _good_quantile(good, float(target))
+    elif rule == "synthetic_f1":
+        if not synthetic.size or not good.size:
+            raise DataError("rule 'synthetic_f1' needs good scores and synthetic defect scores")
+        both = np.concatenate([good, synthetic])
+        labels = np.concatenate([np.zeros(good.size, bool), np.ones(synthetic.size, bool)])
+        best_f1, best = f1_max(both, labels)
+        threshold = _below(best, both)
+        note = (f"best F1 {best_f1:.4f} between {good.size} good images and {synthetic.size} "
+                "synthetic defects")
     else:
         if not defect.size:
             raise DataError(f"rule {rule!r} needs defective images among the calibration scores")
@@ -159,17 +213,27 @@ def calibrate_threshold(
         else:
             best_f1, best = f1_max(s, y)
             threshold, note = _below(best, s), f"best F1 {best_f1:.4f} on the calibration scores"
-    frr = float(np.mean(good >= threshold)) if good.size else 0.0
+    false_rejects = int(np.sum(good >= threshold))
+    frr = false_rejects / good.size if good.size else 0.0
     recall = float(np.mean(defect >= threshold)) if defect.size else None
     if not good.size:
         note += "; no good images, so the false-reject rate is unknown (reported as 0)"
+    elif good.size < 100:
+        low, high = wilson_interval(false_rejects, good.size)
+        note += (f"; only {good.size} good images: the false-reject rate is known to within "
+                 f"{low:.3f}-{high:.3f} (95%)")
+    if defect.size and defect.size < 20:
+        note += f"; only {defect.size} real defects to calibrate on"
     return ThresholdCalibration(
         rule=rule,
         target=target,
         threshold=threshold,
         n_good=int(good.size),
         n_defect=int(defect.size),
-        achieved_false_reject_rate=frr,
+        achieved_false_reject_rate=float(frr),
         achieved_recall=recall,
         note=chosen_by + note,
+        false_reject_rate_ci=wilson_interval(false_rejects, good.size) if good.size else None,
+        n_synthetic=int(synthetic.size),
+        synthetic_recall=float(np.mean(synthetic >= threshold)) if synthetic.size else None,
     )

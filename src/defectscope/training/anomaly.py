@@ -1,7 +1,14 @@
 """Train an anomaly model on good images, calibrate its threshold on validation, save a bundle.
 
 The split contract: ``train`` fits on the train split's good images only, calibrates on the
-validation split, and never reads a test image. With the MVTec layout (train/good and test/), a
+validation split, and never reads a test image.
+
+Self-tuning (``tune="auto"``, the default): synthetic defects are pasted into the held-back
+validation goods (``tuning.synthetic``); a small, fixed set of candidate settings
+(``tuning.search``) is fitted on a seeded subset of the training goods and the one that ranks
+those defects best (with real validation defects, where there are any) is fitted on the whole
+train split. When validation has no real defect the same synthetic defects calibrate the
+threshold (rule ``synthetic_f1``), so it is not simply placed above the highest good score. With the MVTec layout (train/good and test/), a
 seeded, group-aware slice of train/good is held back as the validation split; a dataset without
 splits gets a seeded, stratified, group-aware 70/15/15 split, recorded in the bundle's manifest.
 
@@ -22,13 +29,24 @@ from tqdm import tqdm
 from defectscope.bundle import Reference, save_bundle
 from defectscope.data.manifest import Manifest
 from defectscope.data.splits import hold_out, split_manifest
+from defectscope.data.images import load_mask
 from defectscope.data.stream import load_verified, stream_images
 from defectscope.errors import DataError
 from defectscope.evaluation.thresholds import ThresholdCalibration, calibrate_threshold
 from defectscope.models.registry import create_model
+from defectscope.tuning.search import (TuningResult, anomaly_metrics, candidates_for, check_mode,
+                                       tune as run_tuning)
+from defectscope.tuning.synthetic import synthetic_defects
 from defectscope.types import GOOD
 
 N_REFERENCES = 4
+TUNE_TRAIN_IMAGES = 100  # candidates are compared on at most this many training goods
+DEFAULT_TUNE_BUDGET = 150.0  # seconds for comparing candidates (the final fit comes on top)
+
+
+def n_synthetic_for(n_goods: int) -> int:
+    """Synthetic defects for tuning and calibration: twice the held-back goods, 24 to 80."""
+    return min(max(2 * n_goods, 24), 80)
 
 
 @dataclass(frozen=True)
@@ -39,6 +57,7 @@ class TrainResult:
     out_dir: Path
     fit_seconds: float
     messages: tuple[str, ...]
+    tuning: TuningResult | None = None
 
 
 def prepare_splits(manifest: Manifest, val_fraction: float = 0.15, seed: int = 0
@@ -73,6 +92,47 @@ def _score_split(model, manifest: Manifest, samples, desc: str, show: bool) -> n
     return np.asarray(scores, dtype=np.float64)
 
 
+def _load(manifest: Manifest, samples) -> list[np.ndarray]:
+    return [image for _, image in stream_images(samples, _loader(manifest))]
+
+
+def _load_defects(manifest: Manifest, samples) -> list[tuple[np.ndarray, np.ndarray | None]]:
+    pairs = []
+    for sample, image in zip(samples, _load(manifest, samples)):
+        mask_path = manifest.mask_path_of(sample)
+        mask = (load_mask(mask_path, image.shape[:2], image_path=manifest.path_of(sample))
+                if mask_path else None)
+        pairs.append((image, None if mask is None else mask > 0))
+    return pairs
+
+
+def _tune(model_name, options, manifest, train, val_goods, defects, n_synthetic, budget, seed,
+          log) -> TuningResult | None:
+    """Compare the candidate settings on a seeded subset of the training goods."""
+    rng = np.random.default_rng(seed)
+    chosen = sorted(rng.choice(len(train), min(len(train), TUNE_TRAIN_IMAGES), replace=False))
+    subset = _load(manifest, [train[i] for i in chosen])
+    candidates = candidates_for(model_name, options, subset[0].shape)
+    if not candidates or not val_goods or not defects:
+        return None
+    log(f"tuning {model_name}: {len(candidates)} candidates on {len(subset)} training goods, "
+        f"judged on {len(val_goods)} held-back goods and {len(defects)} defects "
+        f"({n_synthetic} synthetic), budget {budget:g} s")
+
+    def evaluate(candidate):
+        model = create_model(model_name, **dict(candidate.options))
+        model.fit(subset)
+        return anomaly_metrics(model, val_goods, defects)
+
+    started = time.perf_counter()
+    best, rows, ran_out = run_tuning(evaluate, candidates, budget, log=log)
+    result = TuningResult(best, tuple(rows), budget, ran_out, len(val_goods),
+                          len(defects) - n_synthetic, n_synthetic,
+                          time.perf_counter() - started)
+    log(f"tune: chose {best.name!r}" + (" (budget ran out: best so far)" if ran_out else ""))
+    return result
+
+
 def train_anomaly(
     manifest: Manifest,
     model_name: str,
@@ -85,10 +145,17 @@ def train_anomaly(
     seed: int = 0,
     overwrite: bool = False,
     progress: bool = True,
+    tune: str = "auto",
+    tune_budget: float = DEFAULT_TUNE_BUDGET,
     log: Callable[[str], None] = lambda message: None,
 ) -> TrainResult:
-    """Fit on good train images, calibrate on val, write the bundle to ``out_dir``."""
-    model = create_model(model_name, **dict(options or {}))  # bad names fail before any work
+    """Tune (see the module docstring), fit on good train images, calibrate on val, write the
+    bundle to ``out_dir``."""
+    options = dict(options or {})
+    model = create_model(model_name, **options)  # bad names fail before any work
+    check_mode(tune)
+    if tune_budget <= 0:
+        raise DataError(f"tune budget must be > 0 seconds, got {tune_budget}")
     manifest, messages = prepare_splits(manifest, val_fraction, seed)
     for message in messages:
         log(message)
@@ -101,34 +168,52 @@ def train_anomaly(
         log(f"{ignored} defective training images are not used: {model_name} learns from good "
             "images only")
     val = manifest.select(split="val")
-    log(f"training {model_name} on {len(train)} good images; calibrating on {len(val)} "
-        f"validation images ({sum(not s.is_good for s in val)} defective)")
-
+    val_good_samples = [s for s in val if s.is_good]
+    real_defects = [s for s in val if not s.is_good]
     started = time.perf_counter()
+    val_goods = _load(manifest, val_good_samples)
+    synthetic = (synthetic_defects(val_goods, n_synthetic_for(len(val_goods)), seed)
+                 if val_goods else [])
+    tuning = None
+    if tune == "auto":
+        defects = _load_defects(manifest, real_defects) + synthetic
+        tuning = _tune(model_name, options, manifest, train, val_goods, defects, len(synthetic),
+                       tune_budget, seed, log)
+        if tuning is not None:
+            model = create_model(model_name, **dict(tuning.chosen.options))
+    log(f"training {model_name} on {len(train)} good images; calibrating on {len(val)} "
+        f"validation images ({len(real_defects)} defective)"
+        + (f" and {len(synthetic)} synthetic defects" if synthetic and not real_defects else ""))
+
     bar = tqdm(total=len(train), desc="fit", unit="img", disable=not progress)
     model.fit((image for _, image in stream_images(train, _loader(manifest))),
               progress=bar.update)
     bar.close()
-    fit_seconds = time.perf_counter() - started
 
     scores = _score_split(model, manifest, val, "calibrate", progress)
+    synthetic_scores = ([model.anomaly(image)[0] for image, _ in synthetic]
+                        if synthetic and not real_defects else [])
+    fit_seconds = time.perf_counter() - started
     is_defect = np.array([not s.is_good for s in val], dtype=bool)
     calibration = calibrate_threshold(scores, is_defect, rule=threshold_rule,
-                                      target=threshold_target)
+                                      target=threshold_target, synthetic_scores=synthetic_scores)
     model.set_threshold(calibration.threshold, calibration.to_dict())
     log(f"threshold {calibration.threshold:.6g} by rule {calibration.rule}: false-reject rate "
         f"{calibration.achieved_false_reject_rate:.3f} on {calibration.n_good} good validation "
         f"images" + (f", recall {calibration.achieved_recall:.3f} on {calibration.n_defect} "
-                     "defects" if calibration.achieved_recall is not None else ""))
+                     "defects" if calibration.achieved_recall is not None else "")
+        + (f", {calibration.synthetic_recall:.3f} of {calibration.n_synthetic} synthetic "
+           "defects caught" if calibration.synthetic_recall is not None else ""))
 
     references = _references(model, manifest, val)
     metrics = {"fit_seconds": round(fit_seconds, 3), "n_train_images": len(train),
                "n_val_images": len(val)}
     if hasattr(model, "memory_bank_"):
         metrics["memory_bank_size"] = int(model.memory_bank_.shape[0])
+    extra = {"tuning": tuning.to_dict() if tuning is not None else {"mode": tune}}
     out = save_bundle(model, out_dir, manifest=manifest, metrics=metrics, references=references,
-                      overwrite=overwrite)
-    return TrainResult(model, manifest, calibration, out, fit_seconds, tuple(messages))
+                      extra=extra, overwrite=overwrite)
+    return TrainResult(model, manifest, calibration, out, fit_seconds, tuple(messages), tuning)
 
 
 def _references(model, manifest: Manifest, val) -> list[Reference]:
