@@ -136,3 +136,33 @@ def test_a_tampered_payload_is_refused_on_the_worker_side(exported_patchcore, tm
     with pytest.raises(BundleError, match="digest"):
         materialise(bad, tmp_path)
     assert load_runtime(materialise(payload, tmp_path)).model_version
+
+
+def test_the_package_and_its_workers_never_import_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, defectscope.distributed, defectscope.distributed.worker, "
+            "defectscope.cli.batch; assert 'torch' not in sys.modules, 'torch imported'")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_cli_help_and_a_bad_address_is_one_line(exported_patchcore, archive, capsys):
+    from defectscope.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["batch", "--help"])
+    assert "--address" in capsys.readouterr().out
+    code = main(["batch", "--model", str(exported_patchcore), "--input", str(archive),
+                 "--address", "nowhere:1"])
+    assert code == 2
+    assert capsys.readouterr().err.strip().count("\n") == 0
+
+
+def test_cli_writes_parquet(exported_patchcore, archive, tmp_path, capsys):
+    from defectscope.cli import main
+
+    out = tmp_path / "r.parquet"
+    assert main(["batch", "--model", str(exported_patchcore), "--input", str(archive),
+                 "--out", str(out), "--no-progress", "--workers", "1"]) == 0
+    assert out.is_file() and "48 images" in capsys.readouterr().out
