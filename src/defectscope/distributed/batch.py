@@ -66,6 +66,14 @@ class BatchSummary:
     written_to_db: int = 0
     already_in_db: int = 0
     comparison: dict[str, Any] | None = None
+    first_chunk_seconds: float = 0.0  # until the first chunk came back: start-up and loading
+    first_chunk_images: int = 0
+
+    @property
+    def steady_throughput(self) -> float:
+        """Images per second after the first chunk came back (workers started, bundles loaded)."""
+        seconds = self.seconds - self.first_chunk_seconds
+        return (self.images - self.first_chunk_images) / seconds if seconds > 0 else float("inf")
 
     @property
     def throughput(self) -> float:
@@ -74,7 +82,8 @@ class BatchSummary:
 
     def to_dict(self) -> dict[str, Any]:
         return {"images": self.images, "rows": len(self.rows), "seconds": self.seconds,
-                "throughput": self.throughput, "failures": self.failures,
+                "throughput": self.throughput, "steady_throughput": self.steady_throughput,
+                "failures": self.failures,
                 "written_to_db": self.written_to_db, "already_in_db": self.already_in_db,
                 "comparison": self.comparison}
 
@@ -106,16 +115,22 @@ def _names(models: Sequence[str]) -> list[str]:
     return [f"{i}-{n}" if names.count(n) > 1 else n for i, n in enumerate(names)]
 
 
-def _score_chunk(paths: list[str], names: list[str], threads: int,
-                 *payloads: BundlePayload) -> list[dict[str, Any]]:
-    """The Ray task body: verified runtimes (cached per worker process), then the rows."""
+def _score_chunk(paths: list[str], names: list[str], threads: int, digests: list[str],
+                 payload_refs: list[Any]) -> list[dict[str, Any]]:
+    """The Ray task body: verified runtimes (cached per worker process), then the rows.
+
+    ``payload_refs`` arrive nested in a list, so Ray does not fetch them for every task: a
+    worker fetches a bundle's bytes only the first time it meets that bundle's digest.
+    """
+    import ray
+
     from defectscope.distributed.worker import load_runtime, score_paths
 
     models = []
-    for name, payload in zip(names, payloads):
-        key = (payload.digest, threads)
+    for name, digest, ref in zip(names, digests, payload_refs):
+        key = (digest, threads)
         if key not in _CACHE:
-            _CACHE[key] = load_runtime(materialise(payload), threads)
+            _CACHE[key] = load_runtime(materialise(ray.get(ref)), threads)
         models.append((name, _CACHE[key]))
     return score_paths(models, paths)
 
@@ -204,9 +219,10 @@ def run_batch(config: BatchConfig,
                           max_retries=config.max_retries)(_score_chunk)
         refs = [ray.put(p) for p in payloads]
         chunks = [paths[i:i + config.chunk_size] for i in range(0, len(paths), config.chunk_size)]
-        pending = {task.remote(chunk, names, config.cluster.threads, *refs): len(chunk)
+        pending = {task.remote(chunk, names, config.cluster.threads, versions, refs): len(chunk)
                    for chunk in chunks}
         rows: dict[str, dict[str, Any]] = {}
+        first_seconds, first_images = 0.0, 0
         with tqdm(total=len(paths), unit="img", disable=not config.progress,
                   desc="batch") as bar:
             while pending:
@@ -214,7 +230,10 @@ def run_batch(config: BatchConfig,
                 for ref in ready:
                     for row in ray.get(ref):
                         rows.setdefault(row["part_id"], row)
-                    bar.update(pending.pop(ref))
+                    done = pending.pop(ref)
+                    bar.update(done)
+                    if not first_images:
+                        first_seconds, first_images = time.perf_counter() - start, done
                     if on_chunk is not None:
                         on_chunk(len(chunks) - len(pending), len(chunks))
     finally:
@@ -230,4 +249,5 @@ def run_batch(config: BatchConfig,
         images=len(paths), rows=ordered, seconds=seconds,
         failures=sum(row["error"] is not None for row in ordered),
         written_to_db=written, already_in_db=skipped,
-        comparison=compare(ordered, names) if len(names) > 1 else None)
+        comparison=compare(ordered, names) if len(names) > 1 else None,
+        first_chunk_seconds=first_seconds, first_chunk_images=first_images)
