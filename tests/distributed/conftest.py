@@ -28,10 +28,8 @@ def exported_patchcore(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def second_patchcore(exported_patchcore, tmp_path_factory) -> Path:
-    """The same model with a lower threshold: another model version that disagrees on some."""
-    import json
-
+def second_patchcore(tmp_path_factory) -> Path:
+    """Another PatchCore (fitted on fewer parts): another model version to compare with."""
     from defectscope.data.importers import import_mvtec
     from defectscope.runtime.export import export_onnx
     from defectscope.training.anomaly import train_anomaly
