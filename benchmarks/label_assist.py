@@ -6,6 +6,8 @@ calibrated on held-out good images (the project's ``auto`` rule, which without d
 
 - ``baseline``: the anomaly map thresholded at the model's threshold;
 - ``refined``: ``labelling.propose`` (GrabCut seeded from the map);
+- ``defect``: ``propose(force=True)``, as the studio calls it once the person has said
+  "defect" (the map's most anomalous region is proposed even under the threshold);
 - ``click``: ``propose`` with one click at the true mask's centre (its innermost pixel).
 
 Printed per dataset and variant: mean mask IoU, share of true defects (connected components of
@@ -137,14 +139,17 @@ def centre_click(truth: np.ndarray) -> tuple[float, float]:
 def evaluate(threshold: float, items) -> dict[str, dict[str, float]]:
     from defectscope.labelling.propose import baseline_mask, propose
 
-    rows: dict[str, list[tuple[float, list[bool]]]] = {"baseline": [], "refined": [], "click": []}
+    rows: dict[str, list[tuple[float, list[bool]]]] = {
+        "baseline": [], "refined": [], "defect": [], "click": []}
     for image, truth, amap in items:
         truths = component_boxes(truth)
         base = baseline_mask(amap, threshold) > 0
         refined = propose(image, amap, threshold)
+        forced = propose(image, amap, threshold, force=True)
         clicked = propose(image, amap, threshold, points=[centre_click(truth)])
         for name, mask, boxes in (("baseline", base, component_boxes(base)),
                                   ("refined", refined.mask > 0, [b.box for b in refined.boxes]),
+                                  ("defect", forced.mask > 0, [b.box for b in forced.boxes]),
                                   ("click", clicked.mask > 0, [b.box for b in clicked.boxes])):
             hits = [max((box_iou(t, b) for b in boxes), default=0.0) >= 0.3 for t in truths]
             rows[name].append((iou(mask, truth), hits))

@@ -28,8 +28,10 @@ Point = tuple[float, float]
 Box = tuple[float, float, float, float]
 
 WORK_SIDE = 400      # GrabCut runs at most at this size (longer side), the mask is scaled back
-CORE_FRACTION = 0.5  # sure foreground: map >= threshold + CORE_FRACTION * (max - threshold)
-BACKGROUND_FRACTION = 0.5  # sure background: map < BACKGROUND_FRACTION * threshold
+# levels on the map rescaled from its median (0: most of a part is normal) to its peak (1)
+CORE_LEVEL = 0.9        # sure foreground at or above
+PROBABLE_LEVEL = 0.75   # probable foreground at or above (and anything over the threshold)
+BACKGROUND_LEVEL = 0.5  # sure background below
 CLICK_RADIUS = 0.02  # a click seeds a disc of this share of the shorter side (at least 3 px)
 
 
@@ -68,12 +70,14 @@ def baseline_mask(evidence_map: np.ndarray, threshold: float) -> np.ndarray:
 
 def propose(image: np.ndarray, evidence_map: np.ndarray | None, threshold: float,
             points: Sequence[Point] = (), boxes: Sequence[Box] = (), *,
-            core_fraction: float = CORE_FRACTION, iterations: int = 4) -> Proposal:
+            core_level: float = CORE_LEVEL, force: bool = False,
+            iterations: int = 4) -> Proposal:
     """Refine ``evidence_map`` (float, image size; None for a box model) into a defect mask.
 
     ``points`` are (x, y) clicks inside the defect; ``boxes`` (x1, y1, x2, y2) rough boxes
-    around it. Without a click or box, a map that never reaches ``threshold`` proposes nothing.
-    Neither input is modified.
+    around it. Without a click or box, a map that never reaches ``threshold`` proposes nothing,
+    unless ``force`` (the person has said the image is defective): then the map's own most
+    anomalous region is proposed. Neither input is modified.
     """
     rgb = _as_rgb(image)
     h, w = rgb.shape[:2]
@@ -84,11 +88,11 @@ def propose(image: np.ndarray, evidence_map: np.ndarray | None, threshold: float
                         f"image is {w}x{h}: give the map at the image's size")
     if not np.isfinite(threshold) or threshold <= 0:
         raise ConfigError(f"the threshold must be a positive number, not {threshold}")
-    if not 0.0 <= core_fraction <= 1.0:
-        raise ConfigError(f"core_fraction must be between 0 and 1, not {core_fraction}")
+    if not PROBABLE_LEVEL <= core_level <= 1.0:
+        raise ConfigError(f"core_level must be between {PROBABLE_LEVEL} and 1, not {core_level}")
     evidence = np.nan_to_num(evidence, nan=0.0, posinf=0.0, neginf=0.0)
     peak = float(evidence.max())
-    if peak < threshold and not points and not boxes:
+    if peak < threshold and not (points or boxes or force):
         return Proposal(np.zeros((h, w), np.uint8))
 
     scale = min(1.0, WORK_SIDE / max(h, w))
@@ -96,7 +100,7 @@ def propose(image: np.ndarray, evidence_map: np.ndarray | None, threshold: float
     small = cv2.resize(rgb, (sw, sh), interpolation=cv2.INTER_AREA) if scale < 1 else rgb
     emap = cv2.resize(evidence, (sw, sh), interpolation=cv2.INTER_AREA) if scale < 1 else evidence
 
-    seeds = _seeds(emap, threshold, core_fraction)
+    seeds = _seeds(emap, threshold, core_level)
     if boxes:
         inside = np.zeros((sh, sw), bool)
         for box in boxes:
@@ -108,6 +112,10 @@ def propose(image: np.ndarray, evidence_map: np.ndarray | None, threshold: float
             if not np.isin(region, (cv2.GC_FGD, cv2.GC_PR_FGD)).any():
                 region[:] = cv2.GC_PR_FGD
         seeds[~inside] = cv2.GC_BGD
+    if points and not boxes:
+        # a click outranks the map (often the model under-scored this defect): the map may
+        # still say where the defect probably is, but not where it surely is not
+        seeds[seeds == cv2.GC_BGD] = cv2.GC_PR_BGD
     radius = max(3, round(CLICK_RADIUS * min(sh, sw)))
     for x, y in points:
         if not (0 <= x < w and 0 <= y < h):
@@ -123,14 +131,19 @@ def propose(image: np.ndarray, evidence_map: np.ndarray | None, threshold: float
     return Proposal(mask, tuple(_boxes(mask, evidence, threshold)))
 
 
-def _seeds(emap: np.ndarray, threshold: float, core_fraction: float) -> np.ndarray:
-    peak = float(emap.max())
+def _seeds(emap: np.ndarray, threshold: float, core_level: float) -> np.ndarray:
+    """GrabCut labels from the map rescaled between its median (most of a part is normal) and
+    its peak. Relative levels, because a blurred map crosses the image-score threshold far
+    outside the defect, or (a defect the model under-scores) never reaches it."""
+    peak, floor = float(emap.max()), float(np.median(emap))
     seeds = np.full(emap.shape, cv2.GC_PR_BGD, np.uint8)
-    seeds[emap < BACKGROUND_FRACTION * threshold] = cv2.GC_BGD
-    if peak >= threshold:
-        core = threshold + core_fraction * (peak - threshold)
-        seeds[emap >= threshold] = cv2.GC_PR_FGD
-        seeds[emap >= core] = cv2.GC_FGD
+    if peak <= floor:
+        return seeds
+    level = (emap - floor) / (peak - floor)
+    seeds[level < BACKGROUND_LEVEL] = cv2.GC_BGD
+    seeds[(level >= PROBABLE_LEVEL) | ((emap >= threshold) & (level >= BACKGROUND_LEVEL))] = \
+        cv2.GC_PR_FGD
+    seeds[level >= core_level] = cv2.GC_FGD
     return seeds
 
 
