@@ -17,7 +17,7 @@ from defectscope.errors import DefectscopeError
 
 def build_parser() -> argparse.ArgumentParser:
     from defectscope.cli import catalogue, data, demo, line, model, monitor, runtime
-    from defectscope.cli import preprocess
+    from defectscope.cli import label, preprocess
 
     parser = argparse.ArgumentParser(
         prog="defectscope",
@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.register(subparsers)
     preprocess.register(subparsers)
     catalogue.register(subparsers)
+    label.register(subparsers)
     return parser
 
 
