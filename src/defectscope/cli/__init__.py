@@ -17,7 +17,7 @@ from defectscope.errors import DefectscopeError
 
 def build_parser() -> argparse.ArgumentParser:
     from defectscope.cli import catalogue, data, demo, line, model, monitor, runtime
-    from defectscope.cli import batch, preprocess
+    from defectscope.cli import batch, label, preprocess
 
     parser = argparse.ArgumentParser(
         prog="defectscope",
@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     preprocess.register(subparsers)
     catalogue.register(subparsers)
     batch.register(subparsers)
+    label.register(subparsers)
     return parser
 
 

@@ -1,0 +1,1 @@
+"""The labelling studio's library side: model-assisted proposals (numpy and OpenCV, no torch)."""
