@@ -28,7 +28,7 @@ def test_bundle_records_what_a_reviewer_needs(trained):
         "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db")
     assert info["dataset"]["version_id"] == trained.manifest.version_id
     assert info["threshold"] == pytest.approx(trained.calibration.threshold)
-    assert info["calibration"]["rule"] == "synthetic_f1"  # no real defect in validation
+    assert info["calibration"]["rule"] == "synthetic_balanced"  # no real defect in validation
     assert info["calibration"]["n_synthetic"] >= 24
     assert info["preprocess"]["image_size"] == 64
     assert len(info["references"]) == 2  # the validation split of this tiny set holds 2 images

@@ -108,7 +108,7 @@ def test_only_defects_reports_unknown_false_reject_rate():
 @pytest.mark.parametrize(
     ("kwargs", "error", "message"),
     [
-        ({"rule": "median"}, ConfigError, "known rules: auto, good_quantile, recall, f1_max, synthetic_f1"),
+        ({"rule": "median"}, ConfigError, "known rules: auto, good_quantile, recall, f1_max, synthetic_balanced"),
         ({"rule": "good_quantile", "target": 1.0}, ConfigError, r"\[0, 1\)"),
         ({"rule": "good_quantile", "target": -0.1}, ConfigError, r"\[0, 1\)"),
         ({"rule": "recall", "target": 0.0}, ConfigError, r"\(0, 1\]"),
@@ -145,7 +145,7 @@ def test_good_only_validation_with_synthetic_defects_sits_below_their_scores():
     good = rng.normal(1.0, 0.1, 40)
     synthetic = rng.normal(1.6, 0.3, 60)
     cal = calibrate_threshold(good, np.zeros(40, bool), synthetic_scores=synthetic)
-    assert cal.rule == "synthetic_f1" and "synthetic defects given" in cal.note
+    assert cal.rule == "synthetic_balanced" and "synthetic defects given" in cal.note
     assert cal.threshold < np.median(synthetic)
     assert cal.synthetic_recall == pytest.approx(np.mean(synthetic >= cal.threshold))
     assert cal.synthetic_recall > 0.8 and cal.n_synthetic == 60
@@ -155,7 +155,8 @@ def test_good_only_validation_with_synthetic_defects_sits_below_their_scores():
 def test_overlapping_synthetic_defects_put_the_threshold_inside_the_good_tail():
     good = [1.0, 1.1, 1.2, 1.3, 2.0]  # one high good
     synthetic = [1.5, 1.6, 1.7, 1.8, 3.0]
-    cal = calibrate_threshold(good, [False] * 5, synthetic_scores=synthetic)
+    cal = calibrate_threshold(good, [False] * 5, rule="synthetic_balanced", target=0.25,
+                              synthetic_scores=synthetic)
     assert 1.3 < cal.threshold <= 1.5  # below the top good score: one false reject accepted
     assert cal.achieved_false_reject_rate == pytest.approx(0.2)
     low, high = cal.false_reject_rate_ci
@@ -169,7 +170,7 @@ def test_real_defects_take_precedence_over_synthetic_ones():
 
 def test_synthetic_rule_needs_synthetic_scores():
     with pytest.raises(DataError, match="synthetic"):
-        calibrate_threshold(GOOD_SCORES, [False] * 3, rule="synthetic_f1")
+        calibrate_threshold(GOOD_SCORES, [False] * 3, rule="synthetic_balanced")
     with pytest.raises(DataError, match="finite"):
         calibrate_threshold(GOOD_SCORES, [False] * 3, synthetic_scores=[float("nan")])
 
@@ -188,3 +189,18 @@ def test_records_without_the_new_fields_still_load():
     for key in ("false_reject_rate_ci", "n_synthetic", "synthetic_recall"):
         row.pop(key)
     assert ThresholdCalibration.from_dict(row).n_synthetic == 0
+
+
+def test_synthetic_rule_never_rejects_more_goods_than_its_target():
+    good = [1.0, 1.2, 1.4, 1.6, 1.8, 2.0, 2.2]  # synthetic defects hardly separate from these
+    synthetic = [1.55, 1.6, 1.65, 1.7, 1.75, 1.8, 2.5]
+    free = calibrate_threshold(good, [False] * 7, rule="synthetic_balanced", target=0.9,
+                               synthetic_scores=synthetic)
+    capped = calibrate_threshold(good, [False] * 7, rule="synthetic_balanced", target=0.1,
+                                 synthetic_scores=synthetic)
+    assert free.achieved_false_reject_rate > 0.1
+    assert capped.achieved_false_reject_rate <= 0.1 and capped.threshold > 2.2
+    assert capped.synthetic_recall == pytest.approx(1 / 7)
+    with pytest.raises(ConfigError, match="highest false-reject rate"):
+        calibrate_threshold(good, [False] * 7, rule="synthetic_balanced", target=1.0,
+                            synthetic_scores=synthetic)

@@ -48,7 +48,9 @@ def tile_slice():
 
 @pytest.mark.parametrize("model_name, image_floor, pixel_floor", [
     ("patchcore", 0.88, 0.86),  # measured 0.930 / 0.892 on this slice
-    ("padim", 0.87, 0.85),  # measured 0.925 / 0.884
+    # measured 0.925 / 0.884 with 128 px; self-tuning picks 256 px here (0.89 / 0.847), which
+    # the anomaly suite's mean over datasets favours (bsdata, battery-weld): see the README
+    ("padim", 0.87, 0.82),
 ])
 def test_real_defects_are_found(tile_slice, tmp_path, model_name, image_floor, pixel_floor):
     result = train_anomaly(tile_slice, model_name, tmp_path / "model", progress=False)
@@ -76,7 +78,7 @@ def test_defaults_tune_and_calibrate_from_good_images_only(battery_weld, tmp_pat
     0.952, recall 0.935, F1 0.946 of F1-max 0.954 when written)."""
     result = train_anomaly(battery_weld, "patchcore", tmp_path / "model", progress=False)
     assert result.tuning is not None and len(result.tuning.rows) >= 2
-    assert result.calibration.rule == "synthetic_f1" and result.calibration.n_synthetic >= 24
+    assert result.calibration.rule == "synthetic_balanced" and result.calibration.n_synthetic >= 24
     bundle = load_bundle(result.out_dir)
     assert bundle.info["tuning"]["chosen"] == result.tuning.chosen.name
     report, _ = evaluate_bundle(bundle, result.manifest, "test", progress=False)

@@ -84,3 +84,20 @@ def test_anomaly_metrics_on_a_real_model_rank_synthetic_defects(good_images):
     metrics = anomaly_metrics(model, good_images[6:10], defects)
     assert metrics["image_auroc"] is not None and 0.0 <= metrics["image_auroc"] <= 1.0
     assert metrics["pixel_auroc"] > 0.5
+
+
+def test_real_defects_weigh_half_against_the_synthetic_ones():
+    synthetic_favourite = {"image_auroc": 1.0, "pixel_auroc": 1.0,
+                           "real_image_auroc": 0.6, "real_pixel_auroc": 0.6}
+    real_favourite = {"image_auroc": 0.85, "pixel_auroc": 0.85,
+                      "real_image_auroc": 0.9, "real_pixel_auroc": 0.9}
+    rows = [{"candidate": "a", **synthetic_favourite}, {"candidate": "b", **real_favourite}]
+    assert choose(rows)["candidate"] == "b"  # 0.875 vs 0.8
+
+
+def test_anomaly_metrics_reports_real_defects_apart(good_images, defect_images):
+    model = create_model("patchcore", image_size=64, max_side=64, coreset_ratio=0.5)
+    model.fit(good_images[:6])
+    metrics = anomaly_metrics(model, good_images[6:10], synthetic_defects(good_images[6:10], 4),
+                              [(image, mask > 0) for image, mask in defect_images[:3]])
+    assert {"image_auroc", "pixel_auroc", "real_image_auroc", "real_pixel_auroc"} <= set(metrics)

@@ -58,10 +58,10 @@ def _add_train(subparsers) -> None:
                         "model folder so parts are inspected without one of their own (run, "
                         "serve, predict)")
     parser.add_argument("--threshold-rule", default="auto",
-                        choices=("auto", "good_quantile", "recall", "f1_max", "synthetic_f1"),
+                        choices=("auto", "good_quantile", "recall", "f1_max", "synthetic_balanced"),
                         help="auto: every validation defect caught when real defects exist, else "
-                        "(anomaly models) best F1 between good validation images and synthetic "
-                        "defects pasted into them (synthetic_f1)")
+                        "(anomaly models) best balanced accuracy between good validation images and synthetic "
+                        "defects pasted into them (synthetic_balanced)")
     parser.add_argument("--tune", default="auto", choices=("auto", "off"),
                         help="anomaly models: auto (default) compares a few candidate settings "
                         "(input resolution, neighbourhood, tiling) on synthetic defects in "

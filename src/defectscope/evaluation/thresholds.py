@@ -14,11 +14,13 @@ Rules (a part is rejected when ``score >= threshold``):
   caught). The threshold lies midway between the ``ceil(target * n_defect)``-th highest defect
   score and the next lower score of any image, so it does not sit on a sample.
 - ``"f1_max"``: needs defects; the threshold of best F1, placed midway below that score likewise.
-- ``"synthetic_f1"``: good images plus synthetic defects pasted into held-back good images
-  (``tuning.synthetic``); the threshold of best F1 between the two, placed midway below that
-  score. Used when validation has no real defect: the threshold then weighs what a defect looks
+- ``"synthetic_balanced"``: good images plus synthetic defects pasted into held-back good images
+  (``tuning.synthetic``); the threshold of best balanced accuracy between the two (Youden's J:
+  synthetic recall minus false-reject rate, which F1 would let the count of synthetic defects
+  tilt), the highest on a tie, placed midway below that score; ``target`` (default 0.2) is the
+  highest false-reject rate on the good validation images it may accept. Used when validation has no real defect: the threshold then weighs what a defect looks
   like instead of sitting just above the highest good score (which caught 1 of 52 real cracks).
-- ``"auto"``: ``recall`` with target 1.0 when real defects are present, else ``synthetic_f1``
+- ``"auto"``: ``recall`` with target 1.0 when real defects are present, else ``synthetic_balanced``
   when synthetic scores are given, else ``good_quantile`` 0.01.
 
 Every record carries the false-reject rate measured on the good images with its 95% Wilson
@@ -44,7 +46,7 @@ from defectscope.evaluation.metrics import f1_max, validate_scores
 
 __all__ = ["RULES", "ThresholdCalibration", "calibrate_threshold"]
 
-RULES = ("auto", "good_quantile", "recall", "f1_max", "synthetic_f1")
+RULES = ("auto", "good_quantile", "recall", "f1_max", "synthetic_balanced")
 _EPS = 1e-9  # absorbs float noise in target * n, e.g. 0.29 * 100 = 28.999999999999996
 
 
@@ -139,6 +141,27 @@ def _good_quantile(good: np.ndarray, target: float) -> tuple[float, str]:
     return threshold, note
 
 
+def _balanced(good: np.ndarray, synthetic: np.ndarray, max_false_reject: float
+              ) -> tuple[float, str]:
+    """The threshold of best balanced accuracy (Youden's J: synthetic recall minus false-reject
+    rate), so the count of synthetic defects against goods does not tilt it; the highest such
+    threshold on a tie (fewer false rejects), placed midway below that score. Thresholds that
+    reject more than ``max_false_reject`` of the goods are not considered: where synthetic
+    defects hardly separate from the goods, the best J would reject most good parts."""
+    both = np.concatenate([good, synthetic])
+    candidates = np.append(np.unique(both), np.nextafter(good.max(), np.inf))
+    recall = (synthetic[None, :] >= candidates[:, None]).mean(axis=1)
+    false_rejects = (good[None, :] >= candidates[:, None]).mean(axis=1)
+    j = np.where(false_rejects <= max_false_reject + _EPS, recall - false_rejects, -np.inf)
+    index = int(np.flatnonzero(j >= j.max() - 1e-12)[-1])
+    best = float(candidates[index])
+    threshold = best if index == candidates.size - 1 else _below(best, both)
+    note = (f"best balanced accuracy (Youden J {j.max():.3f}) between {good.size} good images "
+            f"and {synthetic.size} synthetic defects, rejecting at most {max_false_reject:g} of "
+            "the goods")
+    return threshold, note
+
+
 def _recall(scores: np.ndarray, defect: np.ndarray, target: float) -> tuple[float, str]:
     ranked = np.sort(defect)[::-1]
     needed = max(1, math.ceil(target * ranked.size - _EPS))
@@ -148,8 +171,11 @@ def _recall(scores: np.ndarray, defect: np.ndarray, target: float) -> tuple[floa
 
 def _check_target(rule: str, target: float | None) -> float | None:
     if target is None:
-        return {"good_quantile": 0.01, "recall": 1.0}.get(rule)
-    if rule in ("auto", "f1_max", "synthetic_f1"):
+        return {"good_quantile": 0.01, "recall": 1.0, "synthetic_balanced": 0.2}.get(rule)
+    if rule == "synthetic_balanced" and not 0.0 <= float(target) < 1.0:
+        raise ConfigError(f"synthetic_balanced target is the highest false-reject rate accepted "
+                          f"on the good validation images, in [0, 1), got {target}")
+    if rule in ("auto", "f1_max"):
         raise ConfigError(f"rule {rule!r} takes no target; use 'good_quantile' or 'recall' to set one")
     target = float(target)
     if rule == "good_quantile" and not 0.0 <= target < 1.0:
@@ -165,16 +191,16 @@ def calibrate_threshold(
 ) -> ThresholdCalibration:
     """Choose a threshold from validation scores by ``rule`` (see the module docstring).
 
-    ``synthetic_scores`` are the scores of synthetic defects (used by ``synthetic_f1``, and by
+    ``synthetic_scores`` are the scores of synthetic defects (used by ``synthetic_balanced``, and by
     ``auto`` when the validation scores hold no real defect). Raises ``ConfigError`` for an
     unknown rule or a target out of range, and ``DataError`` when the rule needs images the data
     lack (good images for ``good_quantile``, defects for ``recall`` and ``f1_max``, synthetic
-    defects for ``synthetic_f1``).
+    defects for ``synthetic_balanced``).
 
     >>> calibrate_threshold([0.1, 0.2, 0.3], [False] * 3, rule="good_quantile").threshold > 0.3
     True
-    >>> calibrate_threshold([0.1, 0.2, 0.3, 0.5], [False] * 4,
-    ...                     synthetic_scores=[0.45, 0.6, 0.7]).threshold  # below the top good
+    >>> calibrate_threshold([0.1, 0.2, 0.3, 0.5], [False] * 4, rule="synthetic_balanced",
+    ...                     target=0.25, synthetic_scores=[0.45, 0.6, 0.7]).threshold  # below the top good
     0.375
     """
     if rule not in RULES:
@@ -187,7 +213,7 @@ def calibrate_threshold(
     target = _check_target(rule, target)
     chosen_by = ""
     if rule == "auto":
-        rule = "recall" if defect.size else "synthetic_f1" if synthetic.size else "good_quantile"
+        rule = "recall" if defect.size else "synthetic_balanced" if synthetic.size else "good_quantile"
         target = _check_target(rule, None)
         why = ("real defects present" if defect.size else
                "no real defects; synthetic defects given" if synthetic.size else "no defects")
@@ -196,15 +222,10 @@ def calibrate_threshold(
         if not good.size:
             raise DataError("rule 'good_quantile' needs good images among the calibration scores")
         threshold, note = _good_quantile(good, float(target))
-    elif rule == "synthetic_f1":
+    elif rule == "synthetic_balanced":
         if not synthetic.size or not good.size:
-            raise DataError("rule 'synthetic_f1' needs good scores and synthetic defect scores")
-        both = np.concatenate([good, synthetic])
-        labels = np.concatenate([np.zeros(good.size, bool), np.ones(synthetic.size, bool)])
-        best_f1, best = f1_max(both, labels)
-        threshold = _below(best, both)
-        note = (f"best F1 {best_f1:.4f} between {good.size} good images and {synthetic.size} "
-                "synthetic defects")
+            raise DataError("rule 'synthetic_balanced' needs good scores and synthetic defect scores")
+        threshold, note = _balanced(good, synthetic, float(target))
     else:
         if not defect.size:
             raise DataError(f"rule {rule!r} needs defective images among the calibration scores")

@@ -8,7 +8,7 @@ validation goods (``tuning.synthetic``); a small, fixed set of candidate setting
 (``tuning.search``) is fitted on a seeded subset of the training goods and the one that ranks
 those defects best (with real validation defects, where there are any) is fitted on the whole
 train split. When validation has no real defect the same synthetic defects calibrate the
-threshold (rule ``synthetic_f1``), so it is not simply placed above the highest good score. With the MVTec layout (train/good and test/), a
+threshold (rule ``synthetic_balanced``), so it is not simply placed above the highest good score. With the MVTec layout (train/good and test/), a
 seeded, group-aware slice of train/good is held back as the validation split; a dataset without
 splits gets a seeded, stratified, group-aware 70/15/15 split, recorded in the bundle's manifest.
 
@@ -106,28 +106,28 @@ def _load_defects(manifest: Manifest, samples) -> list[tuple[np.ndarray, np.ndar
     return pairs
 
 
-def _tune(model_name, options, manifest, train, val_goods, defects, n_synthetic, budget, seed,
+def _tune(model_name, options, manifest, train, val_goods, synthetic, real, budget, seed,
           log) -> TuningResult | None:
     """Compare the candidate settings on a seeded subset of the training goods."""
     rng = np.random.default_rng(seed)
     chosen = sorted(rng.choice(len(train), min(len(train), TUNE_TRAIN_IMAGES), replace=False))
     subset = _load(manifest, [train[i] for i in chosen])
     candidates = candidates_for(model_name, options, subset[0].shape)
-    if not candidates or not val_goods or not defects:
+    if not candidates or not val_goods or not (synthetic or real):
         return None
     log(f"tuning {model_name}: {len(candidates)} candidates on {len(subset)} training goods, "
-        f"judged on {len(val_goods)} held-back goods and {len(defects)} defects "
-        f"({n_synthetic} synthetic), budget {budget:g} s")
+        f"judged on {len(val_goods)} held-back goods, {len(synthetic)} synthetic and "
+        f"{len(real)} real defects, budget {budget:g} s")
 
     def evaluate(candidate):
         model = create_model(model_name, **dict(candidate.options))
         model.fit(subset)
-        return anomaly_metrics(model, val_goods, defects)
+        return anomaly_metrics(model, val_goods, synthetic, real)
 
     started = time.perf_counter()
     best, rows, ran_out = run_tuning(evaluate, candidates, budget, log=log)
-    result = TuningResult(best, tuple(rows), budget, ran_out, len(val_goods),
-                          len(defects) - n_synthetic, n_synthetic,
+    result = TuningResult(best, tuple(rows), budget, ran_out, len(val_goods), len(real),
+                          len(synthetic),
                           time.perf_counter() - started)
     log(f"tune: chose {best.name!r}" + (" (budget ran out: best so far)" if ran_out else ""))
     return result
@@ -176,9 +176,8 @@ def train_anomaly(
                  if val_goods else [])
     tuning = None
     if tune == "auto":
-        defects = _load_defects(manifest, real_defects) + synthetic
-        tuning = _tune(model_name, options, manifest, train, val_goods, defects, len(synthetic),
-                       tune_budget, seed, log)
+        tuning = _tune(model_name, options, manifest, train, val_goods, synthetic,
+                       _load_defects(manifest, real_defects), tune_budget, seed, log)
         if tuning is not None:
             model = create_model(model_name, **dict(tuning.chosen.options))
     log(f"training {model_name} on {len(train)} good images; calibrating on {len(val)} "

@@ -6,8 +6,8 @@ feature averages over (a small input with a wide neighbourhood suits coarse text
 larger one with a narrow neighbourhood thin cracks and small pits), and tiling for images much
 larger than the network input. Each candidate is fitted on a seeded subset of the training goods
 and scored on held-back goods plus defects (synthetic ones, with real validation defects when
-there are any); the choice is the best mean of image AUROC and pixel AUROC, the cheaper
-candidate on a tie. Options the user set are never overridden: candidates only fill the rest.
+there are any); the choice is the best mean of image AUROC and pixel AUROC (with real
+defects, their figure and the synthetic one weigh half each), the cheaper candidate on a tie. Options the user set are never overridden: candidates only fill the rest.
 
 ``tune`` itself knows nothing of models: it takes an ``evaluate(candidate) -> metrics`` function,
 so the budget and choice rules are tested on their own.
@@ -111,9 +111,17 @@ def candidates_for(model_name: str, user_options: Mapping[str, Any],
     return merged if len(merged) > 1 else []
 
 
+def _mean_auroc(row: Mapping[str, Any], prefix: str = "") -> float | None:
+    values = [row[prefix + k] for k in ("image_auroc", "pixel_auroc")
+              if row.get(prefix + k) is not None]
+    return float(np.mean(values)) if values else None
+
+
 def selection_score(row: Mapping[str, Any]) -> float:
-    values = [row[k] for k in ("image_auroc", "pixel_auroc") if row.get(k) is not None]
-    return float(np.mean(values)) if values else float("-inf")
+    """Mean of image and pixel AUROC; with real defects, the synthetic and the real figure
+    weigh half each (real defects are few, synthetic ones only a proxy)."""
+    groups = [v for v in (_mean_auroc(row), _mean_auroc(row, "real_")) if v is not None]
+    return float(np.mean(groups)) if groups else float("-inf")
 
 
 def choose(rows: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
@@ -175,25 +183,38 @@ def _small(array: np.ndarray, interpolation: int) -> np.ndarray:
                       interpolation=interpolation)
 
 
-def anomaly_metrics(model, goods: Sequence[np.ndarray],
-                    defects: Sequence[tuple[np.ndarray, np.ndarray | None]]) -> dict[str, Any]:
-    """Image and pixel AUROC of a fitted anomaly model on good images and (image, mask) defects
-    (a defect without a mask counts for the image AUROC only)."""
+def _group_metrics(scores, maps, masks, n_goods: int, start: int, stop: int) -> dict[str, Any]:
     from defectscope.evaluation.metrics import auroc
     from defectscope.evaluation.pixel_metrics import pixel_auroc
 
-    scores, labels, maps, masks = [], [], [], []
-    items = [(g, np.zeros(g.shape[:2], bool), False) for g in goods]
-    items += [(image, mask, True) for image, mask in defects]
-    for image, mask, is_defect in items:
+    take = list(range(n_goods)) + list(range(start, stop))
+    group_masks = [masks[i] for i in take]
+    has_pixels = any(m is not None and m.any() for m in group_masks)
+    return {"image_auroc": auroc([scores[i] for i in take], [i >= n_goods for i in take]),
+            "pixel_auroc": (pixel_auroc([maps[i] for i in take], group_masks)
+                            if has_pixels else None)}
+
+
+def anomaly_metrics(model, goods: Sequence[np.ndarray],
+                    defects: Sequence[tuple[np.ndarray, np.ndarray | None]],
+                    real_defects: Sequence[tuple[np.ndarray, np.ndarray | None]] = ()
+                    ) -> dict[str, Any]:
+    """Image and pixel AUROC of a fitted anomaly model on good images against (image, mask)
+    ``defects`` (a defect without a mask counts for the image AUROC only); with
+    ``real_defects``, the same against those as ``real_image_auroc`` / ``real_pixel_auroc``."""
+    scores, maps, masks = [], [], []
+    items = [(g, np.zeros(g.shape[:2], bool)) for g in goods] + list(defects) + list(real_defects)
+    for image, mask in items:
         score, anomaly_map, _ = model.anomaly(image)
         scores.append(score)
-        labels.append(is_defect)
         maps.append(_small(anomaly_map.astype(np.float32), cv2.INTER_AREA))
         masks.append(None if mask is None else _small(mask.astype(np.uint8), cv2.INTER_NEAREST) > 0)
-    has_pixels = any(m is not None and m.any() for m in masks)
-    return {"image_auroc": auroc(scores, labels),
-            "pixel_auroc": pixel_auroc(maps, masks) if has_pixels else None}
+    n, d = len(goods), len(defects)
+    metrics = _group_metrics(scores, maps, masks, n, n, n + d) if d else {}
+    if real_defects:
+        real = _group_metrics(scores, maps, masks, n, n + d, len(items))
+        metrics.update({f"real_{key}": value for key, value in real.items()})
+    return metrics
 
 
 def check_mode(mode: str) -> str:
