@@ -107,6 +107,13 @@ def test_page_and_assets_are_served_without_any_cdn(seeded):
     assert len(re.findall(r"/dashboard/static/", page.text)) == 3
 
 
+def test_service_root_redirects_to_the_dashboard(seeded):
+    moved = seeded.get("/", follow_redirects=False)
+    assert moved.status_code == 307 and moved.headers["location"] == "/dashboard"
+    landed = seeded.get("/")
+    assert landed.status_code == 200 and "text/html" in landed.headers["content-type"]
+
+
 def test_spc_flags_the_out_of_control_hour(seeded):
     spc = seeded.get("/api/spc").json()
     p = spc["p_chart"]

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
@@ -87,6 +87,12 @@ def _recent(request: Request, limit: int | None = None) -> list:
     """Recent results, oldest first."""
     ctx, state = _state(request)
     return ctx.store.query(limit=limit or state.config.lookback)[::-1]
+
+
+@router.get("/", include_in_schema=False)
+def service_root() -> RedirectResponse:
+    """A person who opens the service's address lands on the dashboard, not on a 404."""
+    return RedirectResponse("/dashboard", status_code=307)
 
 
 @router.get("/dashboard", include_in_schema=False)
