@@ -172,8 +172,9 @@ def train_anomaly(
     real_defects = [s for s in val if not s.is_good]
     started = time.perf_counter()
     val_goods = _load(manifest, val_good_samples)
+    threshold_uses_synthetic = not real_defects and threshold_rule in ("auto", "synthetic_balanced")
     synthetic = (synthetic_defects(val_goods, n_synthetic_for(len(val_goods)), seed)
-                 if val_goods else [])
+                 if val_goods and (tune == "auto" or threshold_uses_synthetic) else [])
     tuning = None
     if tune == "auto":
         tuning = _tune(model_name, options, manifest, train, val_goods, synthetic,
@@ -182,7 +183,8 @@ def train_anomaly(
             model = create_model(model_name, **dict(tuning.chosen.options))
     log(f"training {model_name} on {len(train)} good images; calibrating on {len(val)} "
         f"validation images ({len(real_defects)} defective)"
-        + (f" and {len(synthetic)} synthetic defects" if synthetic and not real_defects else ""))
+        + (f" and {len(synthetic)} synthetic defects" if threshold_uses_synthetic and synthetic
+           else ""))
 
     bar = tqdm(total=len(train), desc="fit", unit="img", disable=not progress)
     model.fit((image for _, image in stream_images(train, _loader(manifest))),
@@ -191,7 +193,7 @@ def train_anomaly(
 
     scores = _score_split(model, manifest, val, "calibrate", progress)
     synthetic_scores = ([model.anomaly(image)[0] for image, _ in synthetic]
-                        if synthetic and not real_defects else [])
+                        if threshold_uses_synthetic else [])
     fit_seconds = time.perf_counter() - started
     is_defect = np.array([not s.is_good for s in val], dtype=bool)
     calibration = calibrate_threshold(scores, is_defect, rule=threshold_rule,
