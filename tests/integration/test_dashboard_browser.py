@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.service.conftest import TOKEN, FakeInspector
+from tests.services import service_missing
 from tests.service.test_dashboard import NG_PER_WINDOW, seed, seeded_copy
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -25,9 +26,12 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
 
-sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+try:
+    from playwright import sync_api
+except ImportError:
+    service_missing("playwright is not installed (bash scripts/setup.sh --dev)", module_level=True)
 if not Path(CHROMIUM).exists():
-    pytest.skip("chromium is not installed (apt-get install chromium)", allow_module_level=True)
+    service_missing("chromium is not installed (apt-get install chromium)", module_level=True)
 
 
 def free_port() -> int:

@@ -1,7 +1,9 @@
 """The results log against a real PostgreSQL server.
 
-Skipped unless ``DEFECTSCOPE_TEST_POSTGRES_URL`` is set; ``scripts/ci-services.sh`` starts a
-server and prints it (``postgresql+psycopg://defectscope:...@localhost:5432/defectscope_test``).
+Needs ``DEFECTSCOPE_TEST_POSTGRES_URL``
+(``postgresql+psycopg://defectscope:...@localhost:5432/defectscope_test``): ``scripts/test.sh``
+starts a server and sets it. A plain ``pytest`` without it skips these tests; under
+``scripts/test.sh`` a missing server fails them.
 """
 
 from __future__ import annotations
@@ -13,15 +15,17 @@ import pytest
 
 from defectscope.store import DuplicatePartError, ResultStore
 from defectscope.types import PartResult, Verdict
+from tests.services import service_missing
 
 URL = os.environ.get("DEFECTSCOPE_TEST_POSTGRES_URL")
-pytestmark = [pytest.mark.integration,
-              pytest.mark.skipif(not URL, reason="set DEFECTSCOPE_TEST_POSTGRES_URL (see "
-                                 "scripts/ci-services.sh) to test against PostgreSQL")]
+pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 def store():
+    if not URL:
+        service_missing("set DEFECTSCOPE_TEST_POSTGRES_URL (scripts/ci-services.sh starts "
+                        "PostgreSQL) to test against PostgreSQL")
     store = ResultStore(URL)
     yield store
     store.close()

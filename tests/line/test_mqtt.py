@@ -20,6 +20,7 @@ mqtt = pytest.importorskip("paho.mqtt.client", reason="paho-mqtt is not installe
 from defectscope.errors import ConfigError  # noqa: E402
 from defectscope.line.mqtt import MqttPublisher, MqttUrl, parse_mqtt_url  # noqa: E402
 from defectscope.types import PartResult, Verdict  # noqa: E402
+from tests.services import service_missing  # noqa: E402
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -81,8 +82,8 @@ class Broker:
 def broker_factory(tmp_path: Path):
     binary = find_mosquitto()
     if binary is None:
-        pytest.skip("mosquitto broker not found (apt-get install mosquitto, or set "
-                    "DEFECTSCOPE_MOSQUITTO to its path)")
+        service_missing("mosquitto broker not found (apt-get install mosquitto, or set "
+                        "DEFECTSCOPE_MOSQUITTO to its path)")
     started: list[Broker] = []
 
     def make(persistence: bool = False) -> Broker:

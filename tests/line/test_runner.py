@@ -27,6 +27,7 @@ from defectscope.line.runner import (
 )
 from defectscope.line.sources import FileListSource, read_file_frame
 from defectscope.store import ResultStore
+from tests.services import service_missing
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -203,7 +204,7 @@ def test_results_reach_a_real_mqtt_broker_and_the_status_says_stopped(tmp_path, 
     binary = os.environ.get("DEFECTSCOPE_MOSQUITTO") or shutil.which("mosquitto") or (
         "/usr/sbin/mosquitto" if os.access("/usr/sbin/mosquitto", os.X_OK) else None)
     if binary is None:
-        pytest.skip("mosquitto not found (apt-get install mosquitto)")
+        service_missing("mosquitto not found (apt-get install mosquitto)")
     port = free_port()
     conf = tmp_path / "mosquitto.conf"
     conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
