@@ -2,6 +2,7 @@
 
 import struct
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from defectscope.data.images import (
     IMAGE_EXTENSIONS,
     image_size,
     is_image_file,
+    jpeg_decoder_warnings,
     load_image,
     load_mask,
 )
@@ -194,3 +196,73 @@ def test_load_mask_size_mismatch_names_both_sizes_and_image(tmp_path, mask_write
 def test_extensions_case_insensitive():
     assert ".jpg" in IMAGE_EXTENSIONS and ".webp" in IMAGE_EXTENSIONS
     assert is_image_file("A.JPG") and is_image_file("b.Tiff") and not is_image_file("c.txt")
+
+
+def _jpeg_with_zeroed_scan(path, size=(200, 200)):
+    """A good JPEG whose entropy-coded data has 2 KB zeroed: libjpeg only warns and fills grey."""
+    rng = np.random.default_rng(0)
+    array = (rng.random((*size, 3)) * 60 + 100).astype(np.uint8)
+    Image.fromarray(array).save(path, quality=90)
+    data = bytearray(path.read_bytes())
+    start = data.find(b"\xff\xda") + 200  # inside the scan after the SOS header
+    data[start:start + 2000] = bytes(2000)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_jpeg_with_corrupt_scan_data_is_refused(tmp_path):
+    path = _jpeg_with_zeroed_scan(tmp_path / "band.jpg")
+    with Image.open(path) as lenient:
+        lenient.load()  # Pillow alone accepts it: the reason for the second, strict decode
+    with pytest.raises(ImageReadError, match="JPEG scan data is corrupt") as info:
+        load_image(path)
+    assert "Corrupt JPEG data" in str(info.value)
+
+
+def test_good_jpeg_has_no_decoder_warnings(tmp_path, image_writer):
+    path = image_writer(tmp_path / "ok.jpg", size=(64, 64))
+    assert jpeg_decoder_warnings(path) == []
+    assert load_image(path).shape == (64, 64, 3)
+
+
+def test_strict_jpeg_decoding_is_safe_across_threads(tmp_path, image_writer):
+    good = image_writer(tmp_path / "ok.jpg", size=(128, 128))
+    bad = _jpeg_with_zeroed_scan(tmp_path / "band.jpg")
+
+    def judge(path):
+        try:
+            load_image(path)
+            return "ok"
+        except ImageReadError:
+            return "refused"
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        verdicts = list(pool.map(judge, [good, bad] * 10))
+    assert verdicts == ["ok", "refused"] * 10
+
+
+def test_png_with_bad_idat_checksum_is_refused(tmp_path, image_writer):
+    path = image_writer(tmp_path / "crc.png", size=(32, 32))
+    data = bytearray(path.read_bytes())
+    idat = data.find(b"IDAT")
+    length = struct.unpack(">I", data[idat - 4:idat])[0]
+    crc_at = idat + 4 + length
+    data[crc_at] ^= 0xFF  # the pixels still inflate; only the checksum says they are damaged
+    path.write_bytes(bytes(data))
+    with pytest.raises(ImageReadError, match="checksum"):
+        load_image(path)
+
+
+@pytest.mark.parametrize("suffix", [".tif", ".webp"])
+def test_multi_frame_file_is_refused(tmp_path, suffix):
+    frames = [Image.fromarray(np.full((16, 16, 3), value, np.uint8)) for value in (10, 200)]
+    path = tmp_path / f"pages{suffix}"
+    frames[0].save(path, save_all=True, append_images=frames[1:])
+    with pytest.raises(ImageReadError, match="2 frames"):
+        load_image(path)
+
+
+def test_single_frame_tiff_is_read(tmp_path):
+    path = tmp_path / "one.tif"
+    Image.fromarray(np.full((8, 8, 3), 7, np.uint8)).save(path)
+    assert load_image(path)[0, 0].tolist() == [7, 7, 7]

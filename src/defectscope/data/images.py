@@ -1,8 +1,20 @@
 """Strict image and mask reading: a file either decodes completely or raises ``ImageReadError``.
 
 Why strict: a truncated JPEG that decodes to half grey pixels trains a model on garbage without a
-word. Pillow raises on truncated data as long as ``ImageFile.LOAD_TRUNCATED_IMAGES`` stays False,
-which this module relies on and never changes.
+word, and a JPEG whose scan data is damaged decodes to a grey band that a model may well judge OK.
+What "strict" covers, per format:
+
+- every format: Pillow raises on truncated data as long as ``ImageFile.LOAD_TRUNCATED_IMAGES``
+  stays False, which this module relies on and never changes; a file with several frames
+  (multi-page TIFF, animated WebP) is refused, since inspecting only its first frame would hide
+  the others;
+- JPEG: libjpeg only *warns* about corrupt entropy-coded data ("Corrupt JPEG data: ... extraneous
+  bytes", "premature end of data segment") and fills in grey, and Pillow silences those warnings.
+  The file is therefore decoded a second time with OpenCV's libjpeg while the process's stderr is
+  captured (under a lock, so concurrent reads do not mix their messages), and any warning about
+  corrupt or missing data refuses the image (:func:`jpeg_decoder_warnings`);
+- PNG: Pillow does not check chunk checksums while decoding; ``verify()`` on a fresh open checks
+  the CRC of every chunk, so a damaged IDAT is refused.
 
 Conversion rules of ``load_image`` (always uint8, height x width x 3, RGB):
 
@@ -22,8 +34,12 @@ Conversion rules of ``load_image`` (always uint8, height x width x 3, RGB):
 from __future__ import annotations
 
 import os
+import sys
+import tempfile
+import threading
 from pathlib import Path
 
+import cv2
 import numpy as np
 from PIL import Image
 
@@ -35,6 +51,15 @@ _INTEGER_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
 _FIX_REPLACE = "re-export or replace the file, or remove it from the dataset"
 
 PathLike = str | os.PathLike[str]
+
+# libjpeg warning texts (jerror.h) that mean pixel data is missing or made up by the decoder.
+_JPEG_CORRUPTION_MARKERS = (
+    "corrupt jpeg data",               # JWRN_EXTRANEOUS_DATA, JWRN_HIT_MARKER, bad Huffman code
+    "premature end",                   # JWRN_JPEG_EOF: the file ends inside the scan
+    "must resync",                     # JWRN_MUST_RESYNC: restart markers out of order
+    "inconsistent progression",        # JWRN_BOGUS_PROGRESSION: damaged progressive scans
+)
+_STDERR_CAPTURE = threading.Lock()  # fd 2 is process-wide: one capture at a time
 
 
 def is_image_file(path: PathLike) -> bool:
@@ -108,7 +133,13 @@ def _open_fully(path: PathLike) -> Image.Image:
         raise _unreadable(path, error) from error
     try:
         _check_size(path, image.width, image.height)
+        _check_single_frame(path, image)
+        image_format = image.format
         image.load()
+        if image_format == "PNG":
+            _verify_png_checksums(path)
+        elif image_format == "JPEG":
+            _check_jpeg_warnings(path)
     except ImageReadError:
         image.close()
         raise
@@ -118,6 +149,68 @@ def _open_fully(path: PathLike) -> Image.Image:
             path, f"image data is truncated or corrupt ({error})", _FIX_REPLACE
         ) from error
     return image
+
+
+def jpeg_decoder_warnings(path: PathLike) -> list[str]:
+    """Decode a JPEG with OpenCV's libjpeg and return the warning lines it wrote to stderr.
+
+    libjpeg reports damaged scan data only as warnings and substitutes grey pixels; no Python
+    decoder here raises on them, so the process's file descriptor 2 is redirected to a temporary
+    file for the duration of one decode. The lock makes concurrent calls wait for each other;
+    anything another thread writes to stderr during that moment lands in the capture and is
+    written back to stderr afterwards (only libjpeg's own lines are returned).
+    """
+    encoded = np.fromfile(os.fspath(path), dtype=np.uint8)
+    with _STDERR_CAPTURE, tempfile.TemporaryFile() as sink:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        try:
+            os.dup2(sink.fileno(), 2)
+            decoded = cv2.imdecode(encoded, cv2.IMREAD_UNCHANGED)
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        sink.seek(0)
+        text = sink.read().decode("utf-8", errors="replace")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    warnings = [line for line in lines if _is_jpeg_corruption(line)]
+    others = [line for line in lines if line not in warnings]
+    if others:  # not ours to swallow
+        print("\n".join(others), file=sys.stderr)
+    if decoded is None and not warnings:
+        warnings.append("OpenCV's JPEG decoder could not decode the file")
+    return warnings
+
+
+def _is_jpeg_corruption(line: str) -> bool:
+    lowered = line.lower()
+    return any(marker in lowered for marker in _JPEG_CORRUPTION_MARKERS)
+
+
+def _check_jpeg_warnings(path: PathLike) -> None:
+    warnings = jpeg_decoder_warnings(path)
+    if warnings:
+        raise ImageReadError(
+            path, f"JPEG scan data is corrupt (libjpeg: {'; '.join(warnings[:3])}); the decoder "
+            "would fill the damaged part with grey", _FIX_REPLACE)
+
+
+def _verify_png_checksums(path: PathLike) -> None:
+    try:
+        with Image.open(path) as fresh:
+            fresh.verify()  # CRC of every chunk, IDAT included
+    except Exception as error:  # SyntaxError("broken PNG file ...") and relatives
+        raise ImageReadError(
+            path, f"PNG data fails its checksum ({error})", _FIX_REPLACE) from error
+
+
+def _check_single_frame(path: PathLike, image: Image.Image) -> None:
+    frames = int(getattr(image, "n_frames", 1) or 1)
+    if frames > 1:
+        raise ImageReadError(
+            path, f"file holds {frames} frames ({image.format}); only single-frame images are "
+            "inspected, since judging the first frame would hide the others",
+            "save each frame as its own image file")
 
 
 def _to_rgb8(image: Image.Image, path: PathLike) -> np.ndarray:
