@@ -31,6 +31,15 @@ class ImageReadError(DataError):
         super().__init__(message)
 
 
+class ImageTooLargeError(ImageReadError):
+    """An image is refused by a size limit before it is decoded (``pixels`` over ``limit``)."""
+
+    def __init__(self, path: object, pixels: int, limit: int, fix: str = "") -> None:
+        self.pixels, self.limit = int(pixels), int(limit)
+        super().__init__(path, f"image has {self.pixels:,} pixels; the limit is "
+                         f"{self.limit:,} pixels", fix)
+
+
 class BundleError(DefectscopeError):
     """A model bundle is missing, tampered with, incomplete or from a newer version."""
 

@@ -39,6 +39,21 @@ class Verdict(str, enum.Enum):
         return cls.NG if score >= threshold else cls.OK
 
 
+class Failure(str, enum.Enum):
+    """Why a part could not be judged on its score; set where the failure happens.
+
+    A result that carries a failure is never OK: ``defectscope.line.decision.FailSafePolicy``
+    turns each kind into UNSURE or NG, the same way for ``predict``, ``serve`` and ``run``.
+    """
+
+    UNREADABLE = "unreadable"        # the image could not be decoded (corrupt, truncated, absent)
+    REFUSED = "refused"              # the image broke a limit (pixels, frames) before inspection
+    ALIGNMENT = "alignment"          # the part could not be aligned to its reference
+    INFERENCE = "inference"          # the model raised
+    INVALID_SCORE = "invalid_score"  # the model returned a non-finite score
+    TIMEOUT = "timeout"              # the inspection took longer than the cycle-time budget
+
+
 @dataclass(frozen=True)
 class Sample:
     """One image of a dataset: where it is, what it shows, and which split it belongs to.
@@ -99,7 +114,8 @@ class InspectionResult:
 
     ``score`` is higher for more anomalous parts; ``anomaly_map`` (float32, the input image's
     height and width) says where. ``timings`` holds milliseconds per stage. ``reason`` explains an
-    UNSURE or NG that did not come from the score alone (unreadable image, failed alignment).
+    UNSURE or NG that did not come from the score alone (unreadable image, failed alignment);
+    ``failure`` says which kind of failure it was (None when the score could be computed).
     """
 
     score: float
@@ -109,6 +125,13 @@ class InspectionResult:
     defect_type: str | None = None
     timings: Mapping[str, float] = field(default_factory=dict)
     reason: str | None = None
+    failure: Failure | None = None
+
+    @classmethod
+    def failed(cls, failure: Failure, reason: str) -> "InspectionResult":
+        """A result without a score: UNSURE until the fail-safe policy decides; never OK."""
+        return cls(score=float("nan"), verdict=Verdict.UNSURE, reason=reason,
+                   failure=Failure(failure))
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready summary (the anomaly map is left out: it is an image, not a field)."""
@@ -122,6 +145,7 @@ class InspectionResult:
             ],
             "timings_ms": {k: round(float(v), 3) for k, v in self.timings.items()},
             "reason": self.reason,
+            "failure": None if self.failure is None else self.failure.value,
         }
 
 
@@ -132,7 +156,8 @@ class PartResult:
     ``InspectionResult`` is what a model says about an image; ``PartResult`` adds who, when and
     where (part id, source, time, line) and which model and dataset version decided. ``score``
     is None when no score could be computed (unreadable image, inference error): the verdict is
-    then never OK and ``reason`` says why. ``timestamp`` is Unix seconds (UTC).
+    then never OK and ``reason`` says why; ``failure`` names the kind of failure (``Failure``).
+    ``timestamp`` is Unix seconds (UTC).
     """
 
     part_id: str
@@ -148,10 +173,16 @@ class PartResult:
     timings: Mapping[str, float] = field(default_factory=dict)
     reason: str | None = None
     image_sha256: str | None = None
+    failure: Failure | None = None
 
     def __post_init__(self) -> None:
         if self.score is None and self.verdict is Verdict.OK:
             raise ValueError("a part without a score can never be OK")
+        if self.failure is not None:
+            object.__setattr__(self, "failure", Failure(self.failure))
+            if self.verdict is Verdict.OK:
+                raise ValueError(f"a part whose inspection failed ({self.failure.value}) can "
+                                 "never be OK")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -168,6 +199,7 @@ class PartResult:
             "timings_ms": {k: float(v) for k, v in self.timings.items()},
             "reason": self.reason,
             "image_sha256": self.image_sha256,
+            "failure": None if self.failure is None else self.failure.value,
         }
 
     @classmethod
@@ -186,4 +218,5 @@ class PartResult:
             timings=dict(row.get("timings_ms", {})),
             reason=row.get("reason"),
             image_sha256=row.get("image_sha256"),
+            failure=None if row.get("failure") is None else Failure(row["failure"]),
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -91,3 +92,30 @@ def test_help_everywhere(command, capsys):
         main([*command, "--help"])
     assert exit_info.value.code == 0
     assert "usage: defectscope" in capsys.readouterr().out
+
+
+def test_predict_lists_skipped_files_and_refuses_corrupt_and_oversized_images(
+        model_dir, tmp_path, capsys):
+    from tests.conftest import good_part
+    from tests.fakes import write_corrupt_jpeg
+
+    folder = tmp_path / "batch"
+    save(folder / "a.png", good_part(1))
+    write_corrupt_jpeg(folder / "band.jpg", size=(64, 64))
+    (folder / "notes.txt").write_text("shift 2")
+    (folder / "logo.gif").write_bytes(b"GIF89a")
+    assert main(["predict", "--model", str(model_dir), str(folder), "--json"]) == 1
+    captured = capsys.readouterr()
+    rows = {Path(row["path"]).name: row for row in map(json.loads, captured.out.splitlines())}
+    assert set(rows) == {"a.png", "band.jpg"}
+    assert rows["band.jpg"]["verdict"] == "UNSURE" and rows["band.jpg"]["failure"] == "unreadable"
+    assert "JPEG scan data is corrupt" in rows["band.jpg"]["error"]
+    assert rows["a.png"]["failure"] is None and rows["a.png"]["error"] is None
+    assert "skipped" in captured.err and "notes.txt" in captured.err and "logo.gif" in captured.err
+    assert "2 file(s) skipped" in captured.err
+
+    assert main(["predict", "--model", str(model_dir), str(folder / "a.png"), "--json",
+                 "--max-pixels", "100"]) == 1
+    row = json.loads(capsys.readouterr().out)
+    assert row["verdict"] == "UNSURE" and row["failure"] == "refused"
+    assert "the limit is 100 pixels" in row["error"]

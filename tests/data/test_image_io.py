@@ -17,6 +17,7 @@ from defectscope.data.images import (
     load_mask,
 )
 from defectscope.errors import DataError, ImageReadError
+from tests.fakes import write_corrupt_jpeg
 
 
 def test_rgb_png_round_trip(tmp_path, image_writer):
@@ -198,20 +199,8 @@ def test_extensions_case_insensitive():
     assert is_image_file("A.JPG") and is_image_file("b.Tiff") and not is_image_file("c.txt")
 
 
-def _jpeg_with_zeroed_scan(path, size=(200, 200)):
-    """A good JPEG whose entropy-coded data has 2 KB zeroed: libjpeg only warns and fills grey."""
-    rng = np.random.default_rng(0)
-    array = (rng.random((*size, 3)) * 60 + 100).astype(np.uint8)
-    Image.fromarray(array).save(path, quality=90)
-    data = bytearray(path.read_bytes())
-    start = data.find(b"\xff\xda") + 200  # inside the scan after the SOS header
-    data[start:start + 2000] = bytes(2000)
-    path.write_bytes(bytes(data))
-    return path
-
-
 def test_jpeg_with_corrupt_scan_data_is_refused(tmp_path):
-    path = _jpeg_with_zeroed_scan(tmp_path / "band.jpg")
+    path = write_corrupt_jpeg(tmp_path / "band.jpg")
     with Image.open(path) as lenient:
         lenient.load()  # Pillow alone accepts it: the reason for the second, strict decode
     with pytest.raises(ImageReadError, match="JPEG scan data is corrupt") as info:
@@ -227,7 +216,7 @@ def test_good_jpeg_has_no_decoder_warnings(tmp_path, image_writer):
 
 def test_strict_jpeg_decoding_is_safe_across_threads(tmp_path, image_writer):
     good = image_writer(tmp_path / "ok.jpg", size=(128, 128))
-    bad = _jpeg_with_zeroed_scan(tmp_path / "band.jpg")
+    bad = write_corrupt_jpeg(tmp_path / "band.jpg")
 
     def judge(path):
         try:

@@ -72,7 +72,7 @@ def test_alert_logs_and_posts_fail_safe_parts(webhook, make_inspector, fake_insp
         alert(event_for(fake_inspector, 10))  # an ordinary OK part: no alert
     alert.close()
     assert alert.raised == 1 and alert.sent == 1 and alert.failed == 0
-    assert received[0]["kind"] == "inference_error" and received[0]["part"]["part_id"] == "p1"
+    assert received[0]["kind"] == "inference" and received[0]["part"]["part_id"] == "p1"
     assert "model crashed" in caplog.text
 
 

@@ -7,11 +7,12 @@ import time
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from defectscope.errors import ConfigError
 from defectscope.line.decision import FailSafePolicy, decide, evaluate
 from defectscope.line.sources import Frame, read_file_frame
-from defectscope.types import Verdict
+from defectscope.types import Failure, Verdict
 
 
 def frame_of(value: int = 20) -> Frame:
@@ -39,7 +40,7 @@ def test_unreadable_image_is_unsure_and_the_model_is_not_called(tmp_path, fake_i
     bad.write_bytes(b"garbage")
     decision = evaluate(read_file_frame(bad, "files"), fake_inspector)
     assert decision.part.verdict is Verdict.UNSURE and decision.part.score is None
-    assert decision.failure == "read_error" and "could not be read" in decision.part.reason
+    assert decision.failure == "unreadable" and "could not be read" in decision.part.reason
     assert fake_inspector.calls == 0
 
 
@@ -56,10 +57,32 @@ def test_non_finite_score_is_never_ok(make_inspector, score):
 
 
 def test_failed_alignment_is_ng(make_inspector):
-    inspector = make_inspector(score=lambda image: 0.1, reason="Alignment failed: no fiducials")
+    inspector = make_inspector(score=lambda image: float("nan"), reason="no fiducials found",
+                               failure=Failure.ALIGNMENT)
     decision = evaluate(frame_of(), inspector)
-    assert decision.part.verdict is Verdict.NG and decision.failure == "alignment_failed"
-    assert decision.part.score == pytest.approx(0.1)
+    assert decision.part.verdict is Verdict.NG and decision.failure is Failure.ALIGNMENT
+    assert decision.part.failure is Failure.ALIGNMENT and decision.part.score is None
+    assert decision.part.reason == "no fiducials found"
+
+
+def test_failure_comes_from_the_field_not_from_the_wording(make_inspector):
+    inspector = make_inspector(score=lambda image: 0.1, reason="alignment failed, retried: ok")
+    decision = evaluate(frame_of(), inspector)
+    assert decision.part.verdict is Verdict.OK and decision.failure is None
+
+
+def test_refused_frame_keeps_its_failure_kind(tmp_path, fake_inspector):
+    path = tmp_path / "big.png"
+    Image.fromarray(np.zeros((40, 50, 3), np.uint8)).save(path)
+    decision = evaluate(read_file_frame(path, "files", max_pixels=1000), fake_inspector)
+    assert decision.failure is Failure.REFUSED and decision.part.verdict is Verdict.UNSURE
+    assert "2,000 pixels; the limit is 1,000" in decision.part.reason
+    assert fake_inspector.calls == 0
+
+
+@pytest.mark.parametrize("failure", list(Failure))
+def test_every_failure_kind_has_a_policy_verdict_that_is_not_ok(failure):
+    assert FailSafePolicy().verdict_for(failure) in (Verdict.UNSURE, Verdict.NG)
 
 
 def test_over_the_cycle_budget_is_unsure_but_ng_stays_ng(make_inspector):
@@ -71,7 +94,7 @@ def test_over_the_cycle_budget_is_unsure_but_ng_stays_ng(make_inspector):
 
 
 def test_policy_can_be_changed_but_never_to_ok(make_inspector):
-    policy = FailSafePolicy(inference_error=Verdict.UNSURE, read_error="NG")
+    policy = FailSafePolicy(inference=Verdict.UNSURE, unreadable="NG")
     part = decide(frame_of(), make_inspector(error=ValueError("x")), policy=policy)
     assert part.verdict is Verdict.UNSURE
     empty = Frame("f2", 0.0, "test", None, error="camera unplugged")

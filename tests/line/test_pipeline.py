@@ -50,7 +50,7 @@ def test_every_part_is_committed_before_it_is_acknowledged(tmp_path, store, part
     counters = pipeline.run()
     assert counters.parts == 5 and len(acked) == 5 and len(published) == 5
     assert counters.verdicts == {"OK": 2, "NG": 2, "UNSURE": 1}
-    assert counters.fail_safe == {"read_error": 1}
+    assert counters.fail_safe == {"unreadable": 1}
     assert store.count(line="L7") == 5
     ng = store.query(verdict="NG")
     assert all(r.image_path and r.heatmap_path for r in ng)

@@ -93,7 +93,7 @@ def test_a_second_run_skips_what_the_first_logged(tmp_path, parts, fake_inspecto
     first = run(config(tmp_path, f"glob:{parts}/*.png"), fake_inspector, events)
     assert first.parts == 5 and first.status == "finished"
     assert first.verdicts == {"OK": 2, "NG": 2, "UNSURE": 1}
-    assert first.fail_safe == {"read_error": 1}
+    assert first.fail_safe == {"unreadable": 1}
     assert [e["part_id"] for e in events] == [
         file_part_id(read_file_frame(p, "x")) for p in sorted(parts.glob("*.png"))]
     again = run(config(tmp_path, f"glob:{parts}/*.png"), fake_inspector)

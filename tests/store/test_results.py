@@ -9,7 +9,7 @@ import pytest
 
 from defectscope.errors import ConfigError
 from defectscope.store import DuplicatePartError, ResultStore
-from defectscope.types import PartResult, Verdict
+from defectscope.types import Failure, PartResult, Verdict
 
 
 def part(i: int, verdict: Verdict = Verdict.OK, **changes) -> PartResult:
@@ -108,3 +108,38 @@ def test_two_stores_on_one_file_share_results(tmp_path):
     writer.add(part(1))
     assert reader.count() == 1
     writer.close(), reader.close()
+
+
+def test_failure_kind_round_trips(store):
+    part = PartResult("p-fail", 1.0, Verdict.UNSURE, None, 0.5, "m1", reason="corrupt",
+                      failure=Failure.UNREADABLE)
+    stored = store.get(store.add(part))
+    assert stored.result.failure is Failure.UNREADABLE
+    assert stored.to_dict()["failure"] == "unreadable"
+
+
+def test_a_log_from_before_the_failure_column_is_upgraded_on_open(tmp_path):
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as connection:  # the table as the first release wrote it
+        connection.execute(
+            "CREATE TABLE results (id INTEGER PRIMARY KEY AUTOINCREMENT, part_id VARCHAR(200) "
+            "NOT NULL UNIQUE, timestamp FLOAT NOT NULL, line VARCHAR(64) NOT NULL, source TEXT "
+            "NOT NULL, verdict VARCHAR(8) NOT NULL, score FLOAT, threshold FLOAT, model_version "
+            "VARCHAR(64) NOT NULL, dataset_version VARCHAR(64), defect_types JSON NOT NULL, "
+            "timings JSON NOT NULL, reason TEXT, image_sha256 VARCHAR(64), image_path TEXT, "
+            "heatmap_path TEXT)")
+        connection.execute(
+            "INSERT INTO results (part_id, timestamp, line, source, verdict, score, threshold, "
+            "model_version, defect_types, timings) VALUES ('old-1', 1.0, 'line1', 'f', 'OK', "
+            "0.1, 0.5, 'm0', '[]', '{}')")
+    store = ResultStore(f"sqlite:///{path}")
+    old = store.query()[0]
+    assert old.result.part_id == "old-1" and old.result.failure is None
+    store.add(PartResult("new-1", 2.0, Verdict.NG, None, 0.5, "m1", failure=Failure.INFERENCE))
+    assert {r.result.part_id: r.result.failure for r in store.query()} == {
+        "old-1": None, "new-1": Failure.INFERENCE}
+
+
+def test_a_failed_part_can_never_be_ok():
+    with pytest.raises(ValueError, match="never be OK"):
+        PartResult("p", 1.0, Verdict.OK, 0.1, 0.5, "m1", failure=Failure.TIMEOUT)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from defectscope.cli.data import add_dataset_arguments, load_dataset
+from defectscope.data.images import DEFAULT_MAX_PIXELS
 from defectscope.errors import ConfigError
 
 
@@ -111,8 +112,10 @@ def _add_test(subparsers) -> None:
 def _add_predict(subparsers) -> None:
     parser = subparsers.add_parser(
         "predict", help="inspect images: verdict OK/NG/UNSURE and score per image",
-        description="Inspect images or folders of images. An unreadable image gets UNSURE with "
-        "the reason (never OK) and the exit code is 1.")
+        description="Inspect images or folders of images, with the same fail-safe policy as "
+        "serve and run: an image that cannot be read or is refused by a limit gets UNSURE, one "
+        "that breaks the model NG, always with the reason (never OK), and the exit code is 1. "
+        "Files in a folder that are not images are listed on stderr as skipped.")
     parser.add_argument("--model", required=True, metavar="MODEL_DIR", help="model folder")
     parser.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR", help="images or folders")
     parser.add_argument("--json", action="store_true",
@@ -122,6 +125,12 @@ def _add_predict(subparsers) -> None:
     parser.add_argument("--template", metavar="IMAGE",
                         help="the defect-free template each image is compared with (reference "
                         "model)")
+    parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, metavar="N",
+                        help="refuse (UNSURE) images with more pixels, read from the header "
+                        f"before decoding (default {DEFAULT_MAX_PIXELS:,})")
+    parser.add_argument("--cycle-budget-ms", type=float, default=None, metavar="MS",
+                        help="an inspection slower than this is judged by the fail-safe "
+                        "policy (UNSURE unless the model said NG); default: no budget")
     parser.set_defaults(handler=run_predict)
 
 
@@ -371,10 +380,15 @@ def format_report(report: dict[str, Any]) -> str:
 
 def run_predict(args: argparse.Namespace) -> int:
     from defectscope.bundle import load_bundle
-    from defectscope.inspect import inspect_paths, iter_image_paths
+    from defectscope.inspect import inspect_paths, list_image_paths
 
+    if args.max_pixels < 1:
+        raise ConfigError(f"--max-pixels must be at least 1, not {args.max_pixels}")
     bundle = load_bundle(args.model)
-    paths = iter_image_paths(args.inputs)
+    listing = list_image_paths(args.inputs)
+    for path, reason in listing.skipped:
+        print(f"defectscope: skipped {path}: {reason}", file=sys.stderr)
+    paths = listing.paths
     heatmaps = Path(args.heatmaps) if args.heatmaps else None
     template = None
     if args.template:
@@ -382,7 +396,8 @@ def run_predict(args: argparse.Namespace) -> int:
 
         template = load_image(args.template)
     failures = 0
-    for row in inspect_paths(bundle, paths, heatmaps, template=template):
+    for row in inspect_paths(bundle, paths, heatmaps, template=template,
+                             max_pixels=args.max_pixels, cycle_budget_ms=args.cycle_budget_ms):
         failures += row.get("error") is not None
         if args.json:
             print(json.dumps(row), flush=True)
@@ -391,6 +406,9 @@ def run_predict(args: argparse.Namespace) -> int:
             print(f"{row['verdict']:<7} {score:>10}  {row['path']}"
                   + (f"  ({row['error']})" if row.get("error") else ""), flush=True)
     if failures:
-        print(f"defectscope: {failures} image(s) could not be inspected (marked UNSURE)",
+        print(f"defectscope: {failures} image(s) could not be inspected (marked UNSURE or NG "
+              "by the fail-safe policy)", file=sys.stderr)
+    if listing.skipped:
+        print(f"defectscope: {len(listing.skipped)} file(s) skipped (not images)",
               file=sys.stderr)
     return 1 if failures else 0

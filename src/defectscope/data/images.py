@@ -43,7 +43,10 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from defectscope.errors import ImageReadError
+from defectscope.errors import ImageReadError, ImageTooLargeError
+
+# The inspection paths' limit (predict, serve, run): about 6300 x 6300 px, read from the header.
+DEFAULT_MAX_PIXELS = 40_000_000
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
 
@@ -67,13 +70,15 @@ def is_image_file(path: PathLike) -> bool:
     return Path(path).suffix.lower() in IMAGE_EXTENSIONS
 
 
-def load_image(path: PathLike) -> np.ndarray:
+def load_image(path: PathLike, *, max_pixels: int | None = None) -> np.ndarray:
     """Decode an image completely into uint8 RGB (H x W x 3), following the module's rules.
 
     Raises ``ImageReadError`` naming the file and the fix for a missing file, a directory, an
-    empty file, a file that is not an image, truncated or corrupt data, and a zero-sized image.
+    empty file, a file that is not an image, truncated or corrupt data, and a zero-sized image;
+    ``ImageTooLargeError`` (read from the header, before decoding) when ``max_pixels`` is given
+    and the image has more pixels.
     """
-    image = _open_fully(path)
+    image = _open_fully(path, max_pixels)
     try:
         return _to_rgb8(image, path)
     finally:
@@ -124,7 +129,7 @@ def image_size(path: PathLike) -> tuple[int, int]:
     return height, width
 
 
-def _open_fully(path: PathLike) -> Image.Image:
+def _open_fully(path: PathLike, max_pixels: int | None = None) -> Image.Image:
     """Open and decode every pixel now, so truncation surfaces here and not later."""
     _check_file(path)
     try:
@@ -133,6 +138,9 @@ def _open_fully(path: PathLike) -> Image.Image:
         raise _unreadable(path, error) from error
     try:
         _check_size(path, image.width, image.height)
+        if max_pixels is not None and image.width * image.height > max_pixels:
+            raise ImageTooLargeError(path, image.width * image.height, max_pixels,
+                                     "resize the image, or raise the limit (--max-pixels)")
         _check_single_frame(path, image)
         image_format = image.format
         image.load()

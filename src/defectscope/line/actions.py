@@ -108,7 +108,7 @@ class Alert:
         if decision.failure is not None or event.result.verdict in self.verdicts:
             self.raise_alert(f"part {event.result.part_id}: {event.result.verdict.value}"
                              f" ({event.result.reason or 'no reason given'})",
-                             kind=decision.failure or "verdict", part=event.to_dict())
+                             kind=decision.failure.value if decision.failure else "verdict", part=event.to_dict())
 
     def raise_alert(self, message: str, **details: Any) -> None:
         """Log ``message`` and queue it for the webhook; never raises."""

@@ -2,12 +2,13 @@
 
 Default verdicts when something fails (``FailSafePolicy``), and why:
 
-- the part was not seen properly (unreadable image, non-finite score, over the cycle budget):
-  **UNSURE**, because the part itself may be fine and a person or a re-inspection should decide;
+- the part was not seen properly (unreadable image, one refused by a size limit, non-finite
+  score, over the cycle budget): **UNSURE**, because the part itself may be fine and a person or a re-inspection should decide;
 - the part was seen but could not be judged (the model raised, alignment failed): **NG**,
   because a part that breaks the model or cannot be aligned is more often wrong than right.
 
-Both can be changed to the other (never to OK). When the model already said NG and the time
+Each kind is a ``Failure`` set where the failure happens (the reader, the model, this module),
+never recognised from the wording of a message. Each can be changed to the other (never to OK). When the model already said NG and the time
 budget was exceeded, the stricter verdict wins (OK < UNSURE < NG).
 
 >>> decision = evaluate(frame, inspector, cycle_budget_ms=200)     # doctest: +SKIP
@@ -27,9 +28,9 @@ from typing import TYPE_CHECKING
 
 import cv2
 
-from defectscope.errors import ALIGNMENT_FAILED, ConfigError
+from defectscope.errors import ConfigError
 from defectscope.line.sources import Frame
-from defectscope.types import InspectionResult, PartResult, Verdict
+from defectscope.types import Failure, InspectionResult, PartResult, Verdict
 
 if TYPE_CHECKING:
     from defectscope.line.pipeline import Inspector
@@ -41,21 +42,31 @@ _SEVERITY = {Verdict.OK: 0, Verdict.UNSURE: 1, Verdict.NG: 2}
 
 @dataclass(frozen=True)
 class FailSafePolicy:
-    """Which verdict each kind of failure gives (UNSURE or NG; OK is refused)."""
+    """Which verdict each kind of failure (``Failure``) gives: UNSURE or NG, never OK.
 
-    read_error: Verdict = Verdict.UNSURE
+    The one policy that ``predict``, ``serve`` and ``run`` all apply (through ``evaluate``).
+
+    >>> FailSafePolicy().verdict_for(Failure.INFERENCE)
+    <Verdict.NG: 'NG'>
+    """
+
+    unreadable: Verdict = Verdict.UNSURE
+    refused: Verdict = Verdict.UNSURE
     invalid_score: Verdict = Verdict.UNSURE
     timeout: Verdict = Verdict.UNSURE
-    inference_error: Verdict = Verdict.NG
-    alignment_failed: Verdict = Verdict.NG
+    inference: Verdict = Verdict.NG
+    alignment: Verdict = Verdict.NG
 
     def __post_init__(self) -> None:
-        for name in ("read_error", "invalid_score", "timeout", "inference_error",
-                     "alignment_failed"):
-            value = Verdict(getattr(self, name))
+        for failure in Failure:
+            value = Verdict(getattr(self, failure.value))
             if value is Verdict.OK:
-                raise ConfigError(f"fail-safe verdict for {name} must be NG or UNSURE, never OK")
-            object.__setattr__(self, name, value)
+                raise ConfigError(f"fail-safe verdict for {failure.value} must be NG or "
+                                  "UNSURE, never OK")
+            object.__setattr__(self, failure.value, value)
+
+    def verdict_for(self, failure: Failure) -> Verdict:
+        return getattr(self, Failure(failure).value)
 
 
 @dataclass(frozen=True, eq=False)
@@ -66,7 +77,7 @@ class Decision:
     inspection: InspectionResult | None
     image_bytes: bytes | None
     image_suffix: str
-    failure: str | None  # which fail-safe rule fired ("read_error", ...), None when all went well
+    failure: Failure | None  # which kind of failure the policy judged; None when all went well
     frame: Frame
 
 
@@ -113,36 +124,37 @@ def evaluate(frame: Frame, inspector: "Inspector", *, cycle_budget_ms: float | N
     start = time.perf_counter()
     data, suffix = encoded_image(frame)
     inspection: InspectionResult | None = None
-    failure: str | None = None
-    verdict, score, reason = policy.read_error, None, None
+    failure: Failure | None = None
+    verdict, score, reason = Verdict.UNSURE, None, None
     defect_types: tuple[str, ...] = ()
     timings: dict[str, float] = {}
     if frame.error is not None or frame.image is None:
-        failure, reason = "read_error", f"image could not be read: {frame.error or 'no image'}"
+        failure = frame.failure or Failure.UNREADABLE
+        reason = f"image could not be read: {frame.error or 'no image'}"
     else:
         try:
             inspection = inspector.inspect(frame.image)
         except Exception as error:  # any model failure must become a verdict, not a crash
             log.exception("inference failed on part %s", frame.frame_id)
-            failure, verdict = "inference_error", policy.inference_error
+            failure = Failure.INFERENCE
             reason = f"inference failed: {type(error).__name__}: {error}"
     if inspection is not None:
         timings = {k: float(v) for k, v in inspection.timings.items()}
         labels = [inspection.defect_type] + [d.label for d in inspection.detections]
         defect_types = tuple(dict.fromkeys(x for x in labels if x))
-        verdict, reason = Verdict(inspection.verdict), inspection.reason
-        if not math.isfinite(float(inspection.score)):
-            failure, verdict = "invalid_score", _stricter(verdict, policy.invalid_score)
-            reason = f"model returned a non-finite score ({inspection.score})"
-        else:
+        verdict, reason, failure = Verdict(inspection.verdict), inspection.reason, inspection.failure
+        if math.isfinite(float(inspection.score)):
             score = float(inspection.score)
-        if reason and ALIGNMENT_FAILED in reason.lower():
-            failure, verdict = "alignment_failed", _stricter(verdict, policy.alignment_failed)
+        elif failure is None:
+            failure = Failure.INVALID_SCORE
+            reason = f"model returned a non-finite score ({inspection.score})"
     elapsed_ms = (time.perf_counter() - start) * 1e3
     timings["total"] = elapsed_ms
     if cycle_budget_ms is not None and elapsed_ms > cycle_budget_ms and failure is None:
-        failure, verdict = "timeout", _stricter(verdict, policy.timeout)
+        failure = Failure.TIMEOUT
         reason = f"took {elapsed_ms:.1f} ms, over the cycle budget of {cycle_budget_ms:g} ms"
+    if failure is not None:
+        verdict = _stricter(verdict, policy.verdict_for(failure))
     part = PartResult(
         part_id=frame.frame_id,
         timestamp=frame.timestamp,
@@ -157,6 +169,7 @@ def evaluate(frame: Frame, inspector: "Inspector", *, cycle_budget_ms: float | N
         timings=timings,
         reason=reason,
         image_sha256=hashlib.sha256(data).hexdigest() if data else None,
+        failure=failure,
     )
     return Decision(part, inspection, data, suffix, failure, frame)
 

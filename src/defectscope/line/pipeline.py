@@ -111,7 +111,7 @@ class LinePipeline:
         self.counters.parts += 1
         self.counters.verdicts[part.verdict.value] += 1
         if decision.failure is not None:
-            self.counters.fail_safe[decision.failure] += 1
+            self.counters.fail_safe[decision.failure.value] += 1
         if self.ack is not None:
             try:
                 self.ack(part.part_id, record_id)

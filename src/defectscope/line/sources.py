@@ -23,7 +23,8 @@ import cv2
 import numpy as np
 
 from defectscope.data.images import is_image_file, load_image
-from defectscope.errors import ConfigError, DataError
+from defectscope.errors import ConfigError, DataError, ImageTooLargeError
+from defectscope.types import Failure
 
 SCHEMES = ("folder", "glob", "video", "camera", "rtsp", "genicam")
 
@@ -37,7 +38,8 @@ class Frame:
     """One acquired image. ``image`` is RGB uint8, or None with ``error`` saying why.
 
     ``data`` holds the encoded bytes when the source has them (a file, an upload), so the image
-    hash is the file's hash; ``path`` is the file it came from, if any.
+    hash is the file's hash; ``path`` is the file it came from, if any. ``failure`` says which
+    kind of read failure ``error`` is (unreadable when not given).
     """
 
     frame_id: str
@@ -47,6 +49,7 @@ class Frame:
     path: str | None = None
     error: str | None = None
     data: bytes | None = None
+    failure: Failure | None = None
 
 
 def new_frame_id(label: str) -> str:
@@ -54,15 +57,19 @@ def new_frame_id(label: str) -> str:
     return f"{label[:100]}-{uuid.uuid4().hex[:10]}"
 
 
-def read_file_frame(path: str | Path, source: str) -> Frame:
-    """A frame for an image file: decoded strictly, or with ``error`` if it cannot be read."""
+def read_file_frame(path: str | Path, source: str, *, max_pixels: int | None = None) -> Frame:
+    """A frame for an image file: decoded strictly, or with ``error`` if it cannot be read
+    (``failure`` refused when the image has more than ``max_pixels`` pixels)."""
     path = Path(path)
     frame_id, now = new_frame_id(path.stem), time.time()
     try:
         data = path.read_bytes()
-        image = load_image(path)
+        image = load_image(path, max_pixels=max_pixels)
+    except ImageTooLargeError as error:
+        return Frame(frame_id, now, source, None, str(path), str(error), failure=Failure.REFUSED)
     except (OSError, DataError) as error:
-        return Frame(frame_id, now, source, None, str(path), str(error))
+        return Frame(frame_id, now, source, None, str(path), str(error),
+                     failure=Failure.UNREADABLE)
     return Frame(frame_id, now, source, image, str(path), None, data)
 
 

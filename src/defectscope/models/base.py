@@ -28,7 +28,7 @@ from defectscope.options import make_config as build_config
 from defectscope.preprocess import PreprocessConfig, Preprocessor, parse_steps
 from defectscope.preprocess.tiling import score_tiled, training_inputs
 from defectscope.scoring import anomaly_map
-from defectscope.types import InspectionResult, Verdict
+from defectscope.types import Failure, InspectionResult, Verdict
 
 
 @dataclasses.dataclass(frozen=True)
@@ -211,7 +211,7 @@ class AnomalyModel(Thresholded):
         try:
             score, anomaly_map, timings = self.anomaly(image)
         except AlignmentError as error:  # never a silent OK: a person looks at the part
-            return InspectionResult(score=float("nan"), verdict=Verdict.UNSURE, reason=str(error))
+            return InspectionResult.failed(Failure.ALIGNMENT, str(error))
         if self.threshold is None:
             raise DefectscopeError(
                 f"{self.name} has no decision threshold yet; calibrate it (defectscope train does)"

@@ -25,7 +25,7 @@ from defectscope.runtime.engine import (
     RuntimeModel,
 )
 from defectscope.scoring import NearestNeighbours, anomaly_map, padim_scores, patchcore_scores
-from defectscope.types import InspectionResult, Verdict
+from defectscope.types import Failure, InspectionResult, Verdict
 
 Scorer = Callable[[np.ndarray], "tuple[np.ndarray, float]"]
 
@@ -95,7 +95,7 @@ class AnomalyRuntime(RuntimeModel):
         try:
             score, heatmap, timings = self.anomaly(image)
         except AlignmentError as error:
-            return InspectionResult(score=float("nan"), verdict=Verdict.UNSURE, reason=str(error))
+            return InspectionResult.failed(Failure.ALIGNMENT, str(error))
         verdict = Verdict.from_score(score, self.threshold, self.unsure_band)
         reason = "score near the threshold" if verdict is Verdict.UNSURE else None
         return InspectionResult(score=score, verdict=verdict, anomaly_map=heatmap,

@@ -26,7 +26,7 @@ import numpy as np
 
 from defectscope.errors import AlignmentError, DefectscopeError
 from defectscope.scoring.boxes import nms
-from defectscope.types import Detection, InspectionResult, Verdict
+from defectscope.types import Detection, Failure, InspectionResult, Verdict
 
 
 def best_confidence(detections: Sequence[Detection]) -> float:
@@ -79,8 +79,8 @@ def detection_result(detections: Sequence[Detection], threshold: float,
 
 def alignment_failed_result(error: AlignmentError) -> InspectionResult:
     """UNSURE with the reason: a part that cannot be aligned to its template is never OK."""
-    return InspectionResult(score=float("nan"), verdict=Verdict.UNSURE,
-                            reason=f"alignment to the template failed: {error}")
+    return InspectionResult.failed(Failure.ALIGNMENT,
+                                   f"alignment to the template failed: {error}")
 
 
 def boxes_result(detect: Callable[[], Sequence[Detection]], threshold: float,

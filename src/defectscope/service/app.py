@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from defectscope import __version__
+from defectscope.data.images import DEFAULT_MAX_PIXELS
 from defectscope.line.actions import Archive
 from defectscope.line.pipeline import Inspector
 from defectscope.service.auth import check_token
@@ -117,7 +118,7 @@ def _too_large(max_bytes: int) -> str:
 
 
 def create_app(inspector: Inspector, store: ResultStore, archive: ImageArchive, *, token: str,
-               max_upload_bytes: int = 20 * MB, max_pixels: int = 40_000_000,
+               max_upload_bytes: int = 20 * MB, max_pixels: int = DEFAULT_MAX_PIXELS,
                line: str = "line1", protect_reads: bool = False,
                dashboard: DashboardConfig | None = None) -> FastAPI:
     """The FastAPI app. ``token`` guards uploads and reviews (and reads too, with

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import (
     JSON,
     Column,
@@ -31,6 +32,7 @@ from sqlalchemy import (
     event,
     func,
     select,
+    text,
 )
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, SQLAlchemyError
@@ -61,7 +63,11 @@ results_table = Table(
     Column("image_sha256", String(64), nullable=True),
     Column("image_path", Text, nullable=True),
     Column("heatmap_path", Text, nullable=True),
+    Column("failure", String(16), nullable=True),
 )
+
+# Columns added after the first release: (name, SQL type), added to older databases on open.
+_ADDED_COLUMNS = (("failure", "VARCHAR(16)"),)
 
 
 class StoreError(DefectscopeError):
@@ -112,6 +118,17 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
+def _add_missing_columns(engine: Engine) -> None:
+    """Bring a results log written by an older version up to the current columns (additive
+    only: nothing is rewritten, old rows read the new columns as NULL)."""
+    present = {column["name"] for column in sa_inspect(engine).get_columns(results_table.name)}
+    with engine.begin() as connection:
+        for name, sql_type in _ADDED_COLUMNS:
+            if name not in present:
+                connection.execute(text(f"ALTER TABLE {results_table.name} ADD COLUMN {name} "
+                                        f"{sql_type}"))
+
+
 def create_store_engine(url: str) -> Engine:
     """An engine for ``url``: SQLite (WAL, synchronous=FULL) or any SQLAlchemy URL (PostgreSQL)."""
     try:
@@ -146,6 +163,7 @@ class ResultStore:
         self.engine = create_store_engine(url)
         try:
             _metadata.create_all(self.engine)
+            _add_missing_columns(self.engine)
         except SQLAlchemyError as error:
             raise StoreError(f"{self._where()}: cannot open the results database "
                              f"({type(error).__name__}: {error})") from error
@@ -175,6 +193,7 @@ class ResultStore:
             "image_sha256": result.image_sha256,
             "image_path": None if image_path is None else str(image_path),
             "heatmap_path": None if heatmap_path is None else str(heatmap_path),
+            "failure": None if result.failure is None else result.failure.value,
         }
         try:
             with self.engine.begin() as connection:  # commits on leaving the block
@@ -281,6 +300,7 @@ def _from_row(row) -> StoredResult:
         timings=dict(row["timings"] or {}),
         reason=row["reason"],
         image_sha256=row["image_sha256"],
+        failure=row["failure"],
     )
     return StoredResult(id=int(row["id"]), result=result, image_path=row["image_path"],
                         heatmap_path=row["heatmap_path"])
