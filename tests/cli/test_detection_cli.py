@@ -93,7 +93,8 @@ def test_predict_without_the_template_is_never_ok(reference_model, pcb, capsys):
     image = next((pcb / "group300" / "300").glob("*_test.png"))
     assert main(["predict", "--model", str(reference_model), str(image), "--json"]) == 1
     row = json.loads(capsys.readouterr().out.splitlines()[0])
-    assert row["verdict"] == "UNSURE" and "template" in row["error"]
+    assert row["verdict"] == "NG" and row["failure"] == "inference"  # the one fail-safe policy
+    assert "template" in row["error"]
 
 
 def test_a_detection_format_with_an_image_model_is_a_clear_error(pcb, tmp_path, capsys):

@@ -154,7 +154,8 @@ def test_serve_no_auth_warns_and_accepts_uploads(model_dir, dataset, tmp_path, m
 
 def test_serve_as_a_real_process(model_dir, dataset, tmp_path):
     port = free_port()
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "DEFECTSCOPE_TOKEN": TOKEN}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "DEFECTSCOPE_TOKEN": TOKEN,
+           "DEFECTSCOPE_READ_TOKEN": "reader-789"}
     process = subprocess.Popen(
         [sys.executable, "-m", "defectscope", "serve", "--model", str(model_dir), "--port",
          str(port), "--db", f"sqlite:///{tmp_path / 'results.db'}", "--archive",
@@ -182,7 +183,12 @@ def test_serve_as_a_real_process(model_dir, dataset, tmp_path):
         assert answer.status_code == 200, answer.text
         result = answer.json()
         assert result["verdict"] == "NG" and result["score"] > 0 and result["model_version"]
-        assert httpx.get(f"{base}/results/{result['id']}", timeout=10).json() == result
+        read = f"{base}/results/{result['id']}"
+        assert httpx.get(read, timeout=10).status_code == 401  # reads need a token
+        reader = {"Authorization": "Bearer reader-789"}
+        assert httpx.get(read, headers=reader, timeout=10).json() == result
+        assert httpx.post(f"{base}/inspect", files=files, headers=reader,
+                          timeout=30).status_code == 403  # the read-only token cannot write
     finally:
         process.terminate()
         process.wait(20)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.service.conftest import TOKEN, FakeInspector
+from tests.service.conftest import READ_TOKEN, TOKEN, FakeInspector
 from tests.services import service_missing
 from tests.service.test_dashboard import NG_PER_WINDOW, seed, seeded_copy
 
@@ -50,7 +50,8 @@ def service(tmp_path):
     template.mkdir()
     seed(template)
     store, archive, config = seeded_copy(template, tmp_path / "live")
-    app = create_app(FakeInspector(), store, archive, token=TOKEN, dashboard=config)
+    app = create_app(FakeInspector(), store, archive, token=TOKEN, read_token=READ_TOKEN,
+                     dashboard=config)
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -75,9 +76,19 @@ def test_dashboard_end_to_end_in_chromium(service):
             page = browser.new_page(viewport={"width": 1280, "height": 1800})
             errors: list[str] = []
             page.on("pageerror", lambda error: errors.append(str(error)))
-            page.goto(f"{url}/dashboard")
+            page.goto(f"{url}/")  # the root redirects to the dashboard
+            # reads need the token: the page says so once instead of showing grey panels
+            page.wait_for_selector("#token-needed:not([hidden])")
+            assert page.locator("#feed .part").count() == 0
+            page.fill("#token", READ_TOKEN)  # the read-only token is enough to watch
+            page.dispatch_event("#token", "change")
             page.wait_for_selector("body[data-loaded='1']")
             page.wait_for_selector("#pchart circle.point")
+            assert page.locator("#token-needed").is_hidden()
+            # the live-feed tiles show their images, fetched with the token
+            page.wait_for_function(
+                "[...document.querySelectorAll('#feed .part img:not(.heat)')]"
+                ".every(img => img.complete && img.naturalWidth > 0)")
 
             # the p-chart has one point per seeded hour, and the bad hour is flagged by rule 1
             assert page.locator("#pchart circle.point").count() == len(NG_PER_WINDOW)

@@ -11,6 +11,8 @@ from tests.fakes import FakeInspector, fake_inspector, make_inspector, png, writ
 
 TOKEN = "test-token-123"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+READ_TOKEN = "read-only-456"
+READ_AUTH = {"Authorization": f"Bearer {READ_TOKEN}"}
 
 
 def png_bytes(value: int = 20, size: tuple[int, int] = (8, 10)) -> bytes:
@@ -23,7 +25,11 @@ def png_bytes(value: int = 20, size: tuple[int, int] = (8, 10)) -> bytes:
 
 @pytest.fixture
 def make_client(tmp_path):
-    """Build a TestClient around ``create_app`` with a temporary database and archive."""
+    """Build a TestClient around ``create_app`` with a temporary database and archive.
+
+    The app gets a read-only token, and the client sends it by default (``reader=False``: no
+    default header), so every read in these tests also checks that the read-only token reads;
+    writes pass ``headers=auth`` (the write token) explicitly."""
     from fastapi.testclient import TestClient
 
     from defectscope.service import create_app
@@ -31,12 +37,13 @@ def make_client(tmp_path):
 
     stores = []
 
-    def build(inspector=None, **options):
+    def build(inspector=None, *, reader: bool = True, **options):
         store = ResultStore(f"sqlite:///{tmp_path / f'results{len(stores)}.db'}")
         stores.append(store)
+        options.setdefault("read_token", READ_TOKEN)
         app = create_app(inspector or FakeInspector(), store, ImageArchive(tmp_path / "archive"),
                          token=TOKEN, **options)
-        return TestClient(app)
+        return TestClient(app, headers=READ_AUTH if reader else None)
 
     yield build
     for store in stores:

@@ -7,6 +7,9 @@ import hashlib
 import pytest
 
 from defectscope.errors import ConfigError
+from defectscope.service import create_app
+from defectscope.store import ImageArchive, ResultStore
+from tests.service.conftest import READ_TOKEN, TOKEN, FakeInspector
 
 
 def upload(client, data: bytes, headers, name="part.png", content_type="image/png"):
@@ -27,21 +30,45 @@ def test_inspect_answers_the_contract_and_stores_first(client, auth, encode_png)
     assert store.get(body["id"]).result.part_id == body["part_id"]
 
 
-def test_uploads_need_the_right_token(client, auth, encode_png):
+def test_uploads_need_the_right_token(make_client, auth, encode_png):
+    client = make_client(reader=False)
     for headers in ({}, {"Authorization": "Bearer wrong-token"}, {"Authorization": "Basic abc"},
                     {"Authorization": "Bearer "}):
         response = upload(client, encode_png(), headers)
         assert response.status_code == 401, headers
         assert response.headers["www-authenticate"] == "Bearer"
+    read_only = upload(client, encode_png(), {"Authorization": f"Bearer {READ_TOKEN}"})
+    assert read_only.status_code == 403 and "may only read" in read_only.json()["detail"]
     assert client.app.state.ctx.store.count() == 0
-    assert client.get("/results").status_code == 200  # reads are open by default
 
 
-def test_reads_can_be_protected_too(make_client, auth):
-    client = make_client(protect_reads=True)
-    assert client.get("/results").status_code == 401
-    assert client.get("/results", headers=auth).status_code == 200
+def test_reads_need_a_token_by_default(make_client, auth, encode_png):
+    client = make_client(reader=False)
+    record = upload(client, encode_png(), auth).json()
+    reads = ["/results", f"/results/{record['id']}", f"/results/{record['id']}/image",
+             f"/results/{record['id']}/heatmap", "/metrics"]
+    for path in reads:
+        assert client.get(path).status_code == 401, path
+        assert client.get(path, headers={"Authorization": "Bearer nope"}).status_code == 401
+        for token in (TOKEN, READ_TOKEN):  # the write token reads too
+            answer = client.get(path, headers={"Authorization": f"Bearer {token}"})
+            assert answer.status_code == 200, (path, token)
     assert client.get("/health").status_code == 200  # liveness stays open
+    assert client.get("/dashboard").status_code == 200  # the page is code; its data is not
+
+
+def test_public_reads_for_a_kiosk_keep_writes_protected(make_client, auth, encode_png):
+    client = make_client(reader=False, public_reads=True)
+    assert upload(client, encode_png(), {}).status_code == 401
+    record = upload(client, encode_png(), auth).json()
+    assert client.get(f"/results/{record['id']}/image").status_code == 200
+    assert client.get("/results").json()["total"] == 1
+
+
+def test_the_read_token_must_differ_from_the_write_token(tmp_path):
+    with pytest.raises(ConfigError, match="must differ"):
+        create_app(FakeInspector(), ResultStore(f"sqlite:///{tmp_path / 'r.db'}"),
+                   ImageArchive(tmp_path), token=TOKEN, read_token=TOKEN)
 
 
 def test_results_list_filters_and_pages(client, auth, encode_png):

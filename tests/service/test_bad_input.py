@@ -37,7 +37,7 @@ def test_decompression_bomb_is_refused_without_decoding(client, auth, make_inspe
 def test_pixel_limit(make_client, auth):
     client = make_client(max_pixels=10_000)
     response = post(client, auth, png_header_only(200, 100))  # 20,000 pixels
-    assert response.status_code == 413 and "20000 pixels" in response.json()["detail"]
+    assert response.status_code == 413 and "20,000 pixels" in response.json()["detail"]
     assert_still_up(client)
 
 
@@ -47,6 +47,10 @@ def test_size_limit(make_client, auth, encode_png):
     assert response.status_code == 413 and "too large" in response.json()["detail"]
     big = post(client, auth, b"\x89PNG" + b"x" * 200_000)  # rejected by Content-Length
     assert big.status_code == 413
+    assert big.json()["detail"] == response.json()["detail"]  # one limit, one message
+    assert "(1000 bytes)" in big.json()["detail"]
+    metrics = client.get("/metrics").text
+    assert 'defectscope_rejected_uploads_total{reason="too_large"} 2.0' in metrics
     assert post(client, auth, encode_png()).status_code == 200
 
 

@@ -20,7 +20,7 @@ from defectscope.store import ImageArchive, QueueConfig, ResultStore
 from defectscope.types import PartResult, Verdict
 
 from tests.conftest import defective_part, good_part, make_mvtec
-from tests.service.conftest import AUTH, TOKEN, FakeInspector
+from tests.service.conftest import AUTH, READ_TOKEN, TOKEN, FakeInspector
 
 NG_PER_WINDOW = [1, 2, 1, 2, 1, 10]  # 20 parts per hour; the last hour is out of control
 PARTS_PER_WINDOW = 20
@@ -92,8 +92,9 @@ def seeded(seeded_template, tmp_path):
     from defectscope.service import create_app
 
     store, archive, config = seeded_copy(seeded_template, tmp_path)
-    app = create_app(FakeInspector(), store, archive, token=TOKEN, dashboard=config)
-    yield TestClient(app)
+    app = create_app(FakeInspector(), store, archive, token=TOKEN, read_token=READ_TOKEN,
+                     dashboard=config)
+    yield TestClient(app, headers={"Authorization": f"Bearer {READ_TOKEN}"})
     store.close()
 
 
@@ -155,7 +156,9 @@ def test_review_flow_with_every_bad_input(seeded):
     assert queue and {item["verdict"] for item in queue} == {"UNSURE"}
     part = queue[0]["id"]
     url = f"/api/review/parts/{part}"
-    assert seeded.post(url, json={"verdict": "OK"}).status_code == 401
+    assert seeded.post(url, json={"verdict": "OK"}).status_code == 403  # the read-only token
+    assert seeded.post(url, json={"verdict": "OK"}, headers={"Authorization": "Bearer x"}
+                       ).status_code == 401
     assert seeded.post("/api/review/parts/99999", json={"verdict": "OK"},
                        headers=AUTH).status_code == 404
     for body, message in [({"verdict": "NG"}, "defect type"),
@@ -194,7 +197,7 @@ def test_concurrent_reviews_through_the_api_one_wins(seeded):
 
 
 def test_export_creates_a_version_on_top_of_the_base(seeded):
-    assert seeded.post("/api/review/export").status_code == 401
+    assert seeded.post("/api/review/export").status_code == 403  # the read-only token
     nothing = seeded.post("/api/review/export", headers=AUTH)
     assert nothing.status_code == 409 and "nothing to export" in nothing.json()["detail"]
     part = seeded.get("/api/review/queue").json()["items"][0]["id"]

@@ -35,7 +35,7 @@ def test_a_real_bundle_serves_verdicts(inspector, tiny_mvtec, tmp_path, auth):
     assert isinstance(inspector, Inspector) and inspector.threshold > 0
     store = ResultStore(f"sqlite:///{tmp_path / 'results.db'}")
     client = TestClient(create_app(inspector, store, ImageArchive(tmp_path / "archive"),
-                                   token="test-token-123"))
+                                   token="test-token-123"), headers=auth)
     good = client.post("/inspect", headers=auth, files={
         "file": ("good.png", as_png(tiny_mvtec / "test" / "good" / "000.png"), "image/png")})
     bad = client.post("/inspect", headers=auth, files={

@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from defectscope.data.images import DEFAULT_MAX_PIXELS
 from defectscope.errors import ConfigError
 from defectscope.line.runner import DEFAULT_ARCHIVE, DEFAULT_DB, TRIGGERS
 
@@ -91,8 +92,11 @@ def _add_run(subparsers) -> None:
 def _add_serve(subparsers) -> None:
     parser = subparsers.add_parser(
         "serve", help="run the REST service: POST /inspect, GET /results, /health, /metrics",
-        description="Serve the model over HTTP (OpenAPI at /docs). Uploads need the header "
-        "'Authorization: Bearer <token>'; the token comes from --token or DEFECTSCOPE_TOKEN.")
+        description="Serve the model over HTTP (OpenAPI at /docs; the dashboard at /). Every "
+        "request for data needs the header 'Authorization: Bearer <token>': uploads and reviews "
+        "the write token (--token or DEFECTSCOPE_TOKEN), reads (results, part images, "
+        "dashboard data, metrics) the write token or a read-only token (--read-token or "
+        "DEFECTSCOPE_READ_TOKEN). /health is open.")
     _add_common(parser)
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
@@ -100,8 +104,19 @@ def _add_serve(subparsers) -> None:
     parser.add_argument("--token", help="bearer token (default: $DEFECTSCOPE_TOKEN)")
     parser.add_argument("--no-auth", action="store_true",
                         help="accept requests without a token (only on a trusted network)")
-    parser.add_argument("--protect-reads", action="store_true",
-                        help="require the token for GET /results too")
+    parser.add_argument("--read-token", metavar="TOKEN",
+                        help="a second token that may only read (default: "
+                        "$DEFECTSCOPE_READ_TOKEN; none)")
+    parser.add_argument("--public-reads", action="store_true",
+                        help="serve reads (results, images, dashboard data) without a token, "
+                        "e.g. for a kiosk screen on a closed network; writes still need it")
+    parser.add_argument("--protect-reads", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--max-pixels", type=_positive(int), default=DEFAULT_MAX_PIXELS,
+                        metavar="N", help="refuse uploads with more pixels, read from the "
+                        f"header before decoding (413; default {DEFAULT_MAX_PIXELS:,})")
+    parser.add_argument("--cycle-budget-ms", type=_positive(float), metavar="MS",
+                        help="an inspection that takes longer is judged by the fail-safe "
+                        "policy (UNSURE unless the model said NG)")
     parser.add_argument("--datasets", default="runs/line/datasets", metavar="DIR",
                         help="where reviewed labels are exported as new dataset versions "
                         "(dashboard review queue; default runs/line/datasets)")
@@ -175,18 +190,26 @@ def run_serve(args: argparse.Namespace) -> int:
 
     from defectscope.line.runner import load_inspector
     from defectscope.service import create_app, resolve_token
-    from defectscope.service.auth import require_token
+    from defectscope.service.auth import require_token, resolve_read_token
     from defectscope.service.dashboard import DashboardConfig
     from defectscope.store import ImageArchive, ResultStore
 
+    if args.protect_reads:
+        print("defectscope: note: --protect-reads is the default now (reads need a token); the "
+              "option is accepted and does nothing", file=sys.stderr)
+    if args.public_reads and args.protect_reads:
+        raise ConfigError("--public-reads and --protect-reads contradict each other")
+    read_token = None
     if args.no_auth:
-        if args.token or args.protect_reads:
-            raise ConfigError("--no-auth cannot be combined with --token or --protect-reads")
-        print("defectscope: WARNING: --no-auth: anyone who reaches this port can upload images "
-              "and write results", file=sys.stderr)
+        if args.token or args.read_token or args.protect_reads:
+            raise ConfigError("--no-auth cannot be combined with --token, --read-token or "
+                              "--protect-reads")
+        print("defectscope: WARNING: --no-auth: anyone who reaches this port can read results "
+              "and images, upload images and write results", file=sys.stderr)
         token = secrets.token_hex(16)  # never sent to anyone: the check is switched off below
     else:
         token = resolve_token(args.token, os.environ)
+        read_token = resolve_read_token(args.read_token, os.environ)
     _check_port_free(args.host, args.port)
     notice = lambda message: print(f"defectscope: {message}", file=sys.stderr, flush=True)  # noqa: E731
     inspector = load_inspector(args.model, notice)
@@ -197,7 +220,10 @@ def run_serve(args: argparse.Namespace) -> int:
             datasets_dir=Path(args.datasets),
             base_manifest=base_manifest if base_manifest.is_file() else None)
         app = create_app(inspector, store, ImageArchive(args.archive), token=token,
-                         line=args.line, protect_reads=args.protect_reads, dashboard=dashboard)
+                         line=args.line, read_token=read_token,
+                         public_reads=args.public_reads or args.no_auth,
+                         max_pixels=args.max_pixels, cycle_budget_ms=args.cycle_budget_ms,
+                         dashboard=dashboard)
         if args.no_auth:
             app.dependency_overrides[require_token] = lambda: None
         notice(f"serving {args.model} on http://{args.host}:{args.port} (API docs at /docs); "

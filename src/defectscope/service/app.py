@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field
+from typing import Callable
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -20,11 +21,12 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from defectscope import __version__
 from defectscope.data.images import DEFAULT_MAX_PIXELS
+from defectscope.errors import ConfigError
 from defectscope.line.actions import Archive
 from defectscope.line.pipeline import Inspector
 from defectscope.service.auth import check_token
 from defectscope.service.dashboard import DashboardConfig, install_dashboard
-from defectscope.service.routes import router
+from defectscope.service.routes import router, upload_too_large
 from defectscope.store.archive import ImageArchive
 from defectscope.store.results import ResultStore, StoreError
 from defectscope.types import Verdict
@@ -67,7 +69,9 @@ class ServiceContext:
     max_upload_bytes: int
     max_pixels: int
     line: str
-    protect_reads: bool
+    read_token: str | None = None
+    public_reads: bool = False
+    cycle_budget_ms: float | None = None
     metrics: Metrics = field(default_factory=Metrics)
     # one inference at a time: models are not guaranteed thread-safe, and on a small CPU
     # parallel inference is no faster
@@ -84,8 +88,11 @@ class BodyLimit:
     past it raises ``UploadTooLarge`` inside the reader, which the app turns into 413.
     """
 
-    def __init__(self, app, max_bytes: int) -> None:
-        self.app, self.max_bytes = app, max_bytes
+    def __init__(self, app, max_bytes: int, limit_bytes: int, refused: Callable[[], None]) -> None:
+        # max_bytes: the body limit (upload limit + multipart overhead); limit_bytes: the upload
+        # limit users are told; refused: counts the refusal (the rejected-uploads metric)
+        self.app, self.max_bytes, self.limit_bytes, self.refused = (app, max_bytes, limit_bytes,
+                                                                    refused)
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -97,7 +104,8 @@ class BodyLimit:
                 response = JSONResponse({"detail": "invalid Content-Length header"}, 400)
                 return await response(scope, receive, send)
             if int(declared) > self.max_bytes:
-                response = JSONResponse({"detail": _too_large(self.max_bytes)}, 413)
+                self.refused()
+                response = JSONResponse({"detail": upload_too_large(self.limit_bytes)}, 413)
                 return await response(scope, receive, send)
         received = 0
 
@@ -113,29 +121,34 @@ class BodyLimit:
         await self.app(scope, limited_receive, send)
 
 
-def _too_large(max_bytes: int) -> str:
-    return f"upload too large: the limit is {max_bytes / MB:.1f} MB"
-
-
 def create_app(inspector: Inspector, store: ResultStore, archive: ImageArchive, *, token: str,
                max_upload_bytes: int = 20 * MB, max_pixels: int = DEFAULT_MAX_PIXELS,
-               line: str = "line1", protect_reads: bool = False,
+               line: str = "line1", read_token: str | None = None,
+               public_reads: bool = False, cycle_budget_ms: float | None = None,
                dashboard: DashboardConfig | None = None) -> FastAPI:
-    """The FastAPI app. ``token`` guards uploads and reviews (and reads too, with
-    ``protect_reads``); ``dashboard`` configures ``/dashboard`` and its ``/api/...`` endpoints."""
-    ctx = ServiceContext(inspector, store, archive, check_token(token), int(max_upload_bytes),
-                         int(max_pixels), line, protect_reads)
+    """The FastAPI app. ``token`` guards uploads and reviews; reads need it or ``read_token``
+    unless ``public_reads`` (see ``defectscope.service.auth``). ``cycle_budget_ms`` turns a
+    slower inspection into the fail-safe verdict; ``dashboard`` configures ``/dashboard`` and its
+    ``/api/...`` endpoints."""
+    token = check_token(token)
+    if read_token is not None and check_token(read_token) == token:
+        raise ConfigError("the read-only token must differ from the write token")
+    ctx = ServiceContext(inspector, store, archive, token, int(max_upload_bytes),
+                         int(max_pixels), line, read_token=read_token,
+                         public_reads=bool(public_reads), cycle_budget_ms=cycle_budget_ms)
     app = FastAPI(title="defectscope", version=__version__,
                   description="Visual inspection results: upload an image, get a verdict.")
     app.state.ctx = ctx
     app.include_router(router)
     install_dashboard(app, dashboard)
-    app.add_middleware(BodyLimit, max_bytes=ctx.max_upload_bytes + MULTIPART_OVERHEAD)
+    app.add_middleware(BodyLimit, max_bytes=ctx.max_upload_bytes + MULTIPART_OVERHEAD,
+                       limit_bytes=ctx.max_upload_bytes,
+                       refused=lambda: ctx.metrics.rejected.labels("too_large").inc())
 
     @app.exception_handler(UploadTooLarge)
     async def _upload_too_large(request: Request, exc: UploadTooLarge) -> JSONResponse:
         ctx.metrics.rejected.labels("too_large").inc()
-        return JSONResponse({"detail": _too_large(ctx.max_upload_bytes)}, 413)
+        return JSONResponse({"detail": upload_too_large(ctx.max_upload_bytes)}, 413)
 
     @app.exception_handler(StoreError)
     async def _store_error(request: Request, exc: StoreError) -> JSONResponse:

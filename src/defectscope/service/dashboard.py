@@ -2,8 +2,10 @@
 the JSON endpoints it polls: ``/api/feed``, ``/api/stats``, ``/api/spc``, ``/api/drift``,
 ``/api/roi`` and ``/api/review/...``.
 
-Reads follow the service's read rule (open unless ``protect_reads``); every endpoint that
-changes state (a review, an export) needs the bearer token. The charts are computed here by
+Reads follow the service's read rule (a token, write or read-only, unless ``public_reads``: see
+``defectscope.service.auth``); every endpoint that changes state (a review, an export) needs
+the write token. The page itself is open: it asks for the token once (kept in the browser's
+local storage) and sends it with every request, images included. The charts are computed here by
 ``defectscope.monitor`` from the results log; the page only draws them.
 
 >>> app = create_app(inspector, store, archive, token=token,

@@ -36,7 +36,7 @@ from defectscope.errors import ImageReadError
 from defectscope.line.actions import ArchivedPaths
 from defectscope.line.decision import evaluate
 from defectscope.line.sources import Frame, new_frame_id
-from defectscope.service.auth import require_token
+from defectscope.service.auth import require_read, require_token
 from defectscope.store.results import StoredResult
 from defectscope.types import Verdict
 
@@ -86,9 +86,8 @@ def _ctx(request: Request) -> "ServiceContext":
 
 
 def read_access(request: Request) -> None:
-    """Reads are open unless the app was built with ``protect_reads``."""
-    if _ctx(request).protect_reads:
-        require_token(request)
+    """Reads need a token (write or read-only) unless the app serves public reads."""
+    require_read(request)
 
 
 def result_json(stored: StoredResult) -> dict[str, Any]:
@@ -97,6 +96,12 @@ def result_json(stored: StoredResult) -> dict[str, Any]:
     return {"id": stored.id, **data,
             "image_url": f"{base}/image" if stored.image_path else None,
             "heatmap_url": f"{base}/heatmap" if stored.heatmap_path else None}
+
+
+def upload_too_large(max_upload_bytes: int) -> str:
+    """The one message for an upload over the limit, wherever it is refused."""
+    return (f"upload too large: the limit is {max_upload_bytes / 2**20:.1f} MB "
+            f"({max_upload_bytes} bytes)")
 
 
 def _reject(ctx: "ServiceContext", status: int, reason: str, detail: str) -> HTTPException:
@@ -128,8 +133,7 @@ async def inspect_upload(request: Request) -> dict[str, Any]:
     finally:
         await form.close()
     if len(data) > ctx.max_upload_bytes:
-        raise _reject(ctx, 413, "too_large", f"upload too large: the limit is "
-                      f"{ctx.max_upload_bytes} bytes")
+        raise _reject(ctx, 413, "too_large", upload_too_large(ctx.max_upload_bytes))
     if not data:
         raise _reject(ctx, 422, "empty", "the uploaded file is empty")
     stored = await run_in_threadpool(_inspect_bytes, ctx, data, name)
@@ -147,7 +151,8 @@ def _inspect_bytes(ctx: "ServiceContext", data: bytes, name: str) -> StoredResul
             height, width = image_size(temp.name)
             if height * width > ctx.max_pixels:
                 raise _reject(ctx, 413, "too_many_pixels", f"image is {width}x{height} = "
-                              f"{height * width} pixels; the limit is {ctx.max_pixels}")
+                              f"{height * width:,} pixels; the limit is {ctx.max_pixels:,} "
+                              "pixels")
             image = load_image(temp.name)
         except ImageReadError as error:
             if isinstance(error.__cause__, Image.DecompressionBombError):
@@ -157,7 +162,8 @@ def _inspect_bytes(ctx: "ServiceContext", data: bytes, name: str) -> StoredResul
             raise _reject(ctx, 422, "not_an_image", f"{name}: {problem}") from None
     frame = Frame(new_frame_id("upload"), time.time(), f"upload:{name}", image, data=data)
     with ctx.inference_lock:
-        decision = evaluate(frame, ctx.inspector, line=ctx.line)
+        decision = evaluate(frame, ctx.inspector, line=ctx.line,
+                            cycle_budget_ms=ctx.cycle_budget_ms)
     try:
         paths = ctx.archiver.save(decision)
     except Exception:  # the verdict matters more than its picture: log and keep going
@@ -247,7 +253,7 @@ def health(request: Request, response: Response) -> dict[str, Any]:
             "threshold": ctx.inspector.threshold, "line": ctx.line}
 
 
-@router.get("/metrics", response_class=Response)
+@router.get("/metrics", response_class=Response, dependencies=[Depends(read_access)])
 def metrics(request: Request) -> Response:
     """Prometheus text format: parts per verdict, inspection latency, refused uploads."""
     return Response(generate_latest(_ctx(request).metrics.registry),

@@ -4,7 +4,19 @@ const POLL_MS = 5000;
 const $ = id => document.getElementById(id);
 const tokenInput = $("token");
 tokenInput.value = localStorage.getItem("defectscope-token") || "";
-tokenInput.addEventListener("change", () => localStorage.setItem("defectscope-token", tokenInput.value));
+tokenInput.addEventListener("change", () => {
+  localStorage.setItem("defectscope-token", tokenInput.value);
+  imageCache.clear();
+  refreshAll();
+});
+
+/* Reads need the token too (unless the service serves public reads): when one is refused,
+   say so once, next to the token field, instead of leaving grey panels. */
+function tokenNeeded(needed) {
+  const note = $("token-needed");
+  note.hidden = !needed;
+  if (needed) tokenInput.classList.add("needed"); else tokenInput.classList.remove("needed");
+}
 
 function headers(json) {
   const h = json ? { "Content-Type": "application/json" } : {};
@@ -15,6 +27,7 @@ function headers(json) {
 async function api(path, options) {
   const response = await fetch(path, Object.assign({ headers: headers(options && options.body) }, options || {}));
   const body = await response.json().catch(() => ({}));
+  if (response.status === 401) tokenNeeded(true);
   if (!response.ok) throw new Error(body.detail ? (typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail)) : response.statusText);
   return body;
 }
@@ -35,11 +48,43 @@ function table(rows) {
 const pct = v => v === null || v === undefined ? "–" : (100 * v).toFixed(1) + "%";
 const num = (v, d) => v === null || v === undefined ? "–" : Number(v).toFixed(d ?? 2);
 
+/* Part images are read with the token (an <img src> cannot send it): fetched, then shown
+   from an object URL. Archived images never change, so each is fetched once. */
+const imageCache = new Map();
+const IMAGE_CACHE_SIZE = 200;
+
+function fetchImage(url) {
+  if (!imageCache.has(url)) {
+    const loading = fetch(url, { headers: headers(false) }).then(response => {
+      if (response.status === 401) tokenNeeded(true);
+      if (!response.ok) throw new Error(`${url}: ${response.status}`);
+      return response.blob();
+    }).then(blob => URL.createObjectURL(blob));
+    loading.catch(() => imageCache.delete(url));
+    imageCache.set(url, loading);
+    if (imageCache.size > IMAGE_CACHE_SIZE) {
+      const [oldest, old] = imageCache.entries().next().value;
+      imageCache.delete(oldest);
+      old.then(objectUrl => URL.revokeObjectURL(objectUrl)).catch(() => {});
+    }
+  }
+  return imageCache.get(url);
+}
+
+function authorizedImage(url, alt, cls) {
+  const img = document.createElement("img");
+  img.alt = alt;
+  if (cls) img.className = cls;
+  img.dataset.src = url;
+  fetchImage(url).then(objectUrl => { img.src = objectUrl; }).catch(() => { img.dataset.failed = "1"; });
+  return img;
+}
+
 function partFrame(item) {
   const frame = document.createElement("div");
   frame.className = "frame";
-  if (item.image_url) { const img = document.createElement("img"); img.src = item.image_url; img.alt = item.part_id; frame.appendChild(img); }
-  if (item.heatmap_url) { const heat = document.createElement("img"); heat.src = item.heatmap_url; heat.className = "heat"; heat.alt = "heatmap"; frame.appendChild(heat); }
+  if (item.image_url) frame.appendChild(authorizedImage(item.image_url, item.part_id));
+  if (item.heatmap_url) frame.appendChild(authorizedImage(item.heatmap_url, "heatmap", "heat"));
   return frame;
 }
 
@@ -120,7 +165,8 @@ function paintable(frame, img) {
   const canvas = document.createElement("canvas");
   canvas.className = "mask";
   const size = () => { canvas.width = img.naturalWidth || 1; canvas.height = img.naturalHeight || 1; };
-  if (img.complete) size(); else img.addEventListener("load", size);
+  size();
+  img.addEventListener("load", size);  // the image arrives later (fetched with the token)
   let down = false;
   canvas.dataset.painted = "0";
   const paint = event => {
@@ -207,7 +253,8 @@ async function refreshAll() {
   const parts = [refreshFeed, refreshStats, refreshSpc, refreshDrift, refreshRoi, refreshEstimates, refreshQueue, refreshVersions];
   const results = await Promise.allSettled(parts.map(f => f()));
   const failed = results.filter(r => r.status === "rejected").map(r => r.reason.message);
-  document.body.dataset.loaded = "1";
+  if (!failed.length) tokenNeeded(false);
+  document.body.dataset.loaded = failed.length ? "partial" : "1";
   if (failed.length) $("versions").textContent = "some panels failed: " + failed.join("; ");
 }
 
