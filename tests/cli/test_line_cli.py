@@ -209,3 +209,59 @@ def test_sigterm_stops_a_watching_line_cleanly(model_dir, incoming, tmp_path):
     store = ResultStore(f"sqlite:///{tmp_path / 'results.db'}")
     assert store.count() == 1 + len(out.splitlines())  # every printed part is logged
     store.close()
+
+
+def test_run_once_inspects_a_folder_then_stops_with_busy_throughput(model_dir, incoming,
+                                                                    tmp_path, capsys):
+    from tests.fakes import write_corrupt_jpeg
+
+    write_corrupt_jpeg(incoming / "zz_band.jpg", size=(64, 64))
+    assert main(run_args(model_dir, f"folder:{incoming}", tmp_path, "--once", "--json")) == 0
+    out, err = capsys.readouterr()
+    rows = {Path(row["source"]).name: row for row in map(json.loads, out.splitlines())}
+    assert len(rows) == 10  # every file that was there, then the end, not a watch
+    assert rows["zz_band.jpg"]["verdict"] == "UNSURE"
+    assert rows["zz_band.jpg"]["failure"] == "unreadable"
+    assert "line finished: 10 parts" in err and "s busy:" in err and "parts/s" in err
+    db = (tmp_path / "results.db").resolve()
+    assert f"results: sqlite:///{db}" in err  # absolute, as where the data really is
+
+
+def test_run_once_is_refused_for_a_camera(model_dir, tmp_path, capsys):
+    assert main(run_args(model_dir, "camera:0", tmp_path, "--once")) == 2
+    assert "--once inspects a batch of files" in capsys.readouterr().err
+
+
+def test_monitor_reads_where_run_logged_by_default(model_dir, incoming, tmp_path, capsys,
+                                                   monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "--model", str(model_dir), "--source", f"glob:{incoming}/*.png",
+                 "--no-archive"]) == 0
+    capsys.readouterr()
+    assert (tmp_path / "runs" / "line" / "results.db").is_file()
+    assert main(["monitor", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["stats"]["n"] == 9
+
+
+def test_serve_finds_the_archive_beside_the_results_log_from_another_folder(
+        model_dir, incoming, tmp_path, capsys, monkeypatch):
+    import argparse
+
+    from defectscope.cli.line import _add_serve, _archive_dir
+    from defectscope.store import ImageArchive
+
+    line_dir = tmp_path / "plant" / "line1"
+    assert main(["run", "--model", str(model_dir), "--source", f"glob:{incoming}/*.png",
+                 "--db", f"sqlite:///{line_dir / 'results.db'}"]) == 0
+    capsys.readouterr()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    parser = argparse.ArgumentParser()
+    _add_serve(parser.add_subparsers())
+    args = parser.parse_args(["serve", "--model", str(model_dir), "--db",
+                              f"sqlite:///{line_dir / 'results.db'}"])
+    archive = _archive_dir(args)
+    assert archive == line_dir / "images"
+    stored = ResultStore(args.db).query(verdict="NG")[0]
+    assert ImageArchive(archive).resolve(stored.image_path) is not None

@@ -23,7 +23,9 @@ from typing import Any, Callable, Iterator
 
 from defectscope.data.images import DEFAULT_MAX_PIXELS
 from defectscope.errors import ConfigError
-from defectscope.line.runner import DEFAULT_ARCHIVE, DEFAULT_DB, TRIGGERS
+from defectscope.line.runner import TRIGGERS
+from defectscope.store.locations import (DEFAULT_DB_URL, absolute_db_url, default_archive_for,
+                                         describe_db)
 
 SOURCES = "folder:DIR | glob:PATTERN | video:FILE | camera:N | rtsp://URL | genicam:CTI_FILE"
 
@@ -48,11 +50,13 @@ def _positive(kind: type) -> Callable[[str], Any]:
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, metavar="MODEL_DIR",
                         help="model folder (uses its onnx/ export when present, else torch)")
-    parser.add_argument("--db", default=DEFAULT_DB, metavar="URL",
-                        help=f"results database (default {DEFAULT_DB}; PostgreSQL: "
+    parser.add_argument("--db", default=DEFAULT_DB_URL, type=absolute_db_url, metavar="URL",
+                        help=f"results database (default {DEFAULT_DB_URL}, the same for run, "
+                        "serve, monitor and review; PostgreSQL: "
                         "postgresql+psycopg://user:pw@host/db)")
-    parser.add_argument("--archive", default=str(DEFAULT_ARCHIVE), metavar="DIR",
-                        help=f"image archive folder (default {DEFAULT_ARCHIVE})")
+    parser.add_argument("--archive", metavar="DIR",
+                        help="image archive folder (default: images/ beside a SQLite --db, "
+                        "else runs/line/images)")
     parser.add_argument("--line", default="line1", help="line name (default line1)")
 
 
@@ -82,6 +86,12 @@ def _add_run(subparsers) -> None:
                         help="a part that takes longer is UNSURE (fail-safe)")
     parser.add_argument("--max-parts", type=_positive(int), metavar="N",
                         help="stop after N parts")
+    parser.add_argument("--once", action="store_true",
+                        help="with folder:DIR, inspect the files there, then stop with a "
+                        "summary (a batch of files; default: watch for new ones)")
+    parser.add_argument("--max-pixels", type=_positive(int), default=DEFAULT_MAX_PIXELS,
+                        metavar="N", help="image files with more pixels are refused "
+                        f"(UNSURE) from their header (default {DEFAULT_MAX_PIXELS:,})")
     parser.add_argument("--alert-webhook", metavar="URL",
                         help="POST operator alerts (fail-safe parts, failing actions) here")
     parser.add_argument("--json", action="store_true",
@@ -149,16 +159,22 @@ def _part_line(event: dict[str, Any]) -> str:
     return f"{event['verdict']:<7} {score:>10}  {event['part_id']}  {event['source']}{reason}"
 
 
+def _archive_dir(args: argparse.Namespace) -> Path:
+    return Path(args.archive).resolve() if args.archive else default_archive_for(args.db)
+
+
 def run_line(args: argparse.Namespace) -> int:
     from defectscope.line.runner import LineConfig, LineRunner
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    archive = None if args.no_archive else _archive_dir(args)
     config = LineConfig(
         model_dir=Path(args.model), source=args.source, db_url=args.db,
-        archive_dir=None if args.no_archive else Path(args.archive), line=args.line,
+        archive_dir=archive, line=args.line,
         mqtt_url=args.mqtt, mqtt_queue=Path(args.mqtt_queue) if args.mqtt_queue else None,
         opcua_endpoint=args.opcua, trigger=args.trigger, cycle_budget_ms=args.cycle_budget_ms,
-        max_parts=args.max_parts, ok_archive_rate=args.ok_archive_rate,
+        max_parts=args.max_parts, ok_archive_rate=args.ok_archive_rate, once=args.once,
+        max_pixels=args.max_pixels,
         alert_webhook=args.alert_webhook)
 
     def on_part(event: dict[str, Any]) -> None:
@@ -214,12 +230,13 @@ def run_serve(args: argparse.Namespace) -> int:
     notice = lambda message: print(f"defectscope: {message}", file=sys.stderr, flush=True)  # noqa: E731
     inspector = load_inspector(args.model, notice)
     store = ResultStore(args.db)
+    archive_dir = _archive_dir(args)
     try:
         base_manifest = Path(args.model) / "manifest.json"
         dashboard = DashboardConfig(
             datasets_dir=Path(args.datasets),
             base_manifest=base_manifest if base_manifest.is_file() else None)
-        app = create_app(inspector, store, ImageArchive(args.archive), token=token,
+        app = create_app(inspector, store, ImageArchive(archive_dir), token=token,
                          line=args.line, read_token=read_token,
                          public_reads=args.public_reads or args.no_auth,
                          max_pixels=args.max_pixels, cycle_budget_ms=args.cycle_budget_ms,
@@ -227,7 +244,7 @@ def run_serve(args: argparse.Namespace) -> int:
         if args.no_auth:
             app.dependency_overrides[require_token] = lambda: None
         notice(f"serving {args.model} on http://{args.host}:{args.port} (API docs at /docs); "
-               f"results: {args.db}; images: {args.archive}")
+               f"results: {describe_db(args.db)}; images: {archive_dir}")
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     finally:
         store.close()

@@ -1,11 +1,11 @@
 """``defectscope retrain|review|monitor``: the feedback loop's verbs. Parsing and printing only.
 
-    defectscope review queue  --db sqlite:///results.db
-    defectscope review export --db sqlite:///results.db --archive archive --out datasets \
+    defectscope review queue  [--db sqlite:///runs/line/results.db]
+    defectscope review export [--db URL] [--archive DIR] --out datasets \
         --base data/manifest.json
     defectscope retrain --from-version datasets/<id>/manifest.json --current models/current \
         --out candidates/c1 --margin 0.01
-    defectscope monitor --db sqlite:///results.db --window-s 3600
+    defectscope monitor [--db sqlite:///runs/line/results.db] --window-s 3600
 
 ``retrain`` exits 0 when the candidate passed the gate, 1 when it was refused (both are logged
 in the audit trail), 2 on an error.
@@ -16,6 +16,8 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+
+from defectscope.store.locations import DEFAULT_DB_URL, absolute_db_url, default_archive_for
 
 
 def register(subparsers) -> None:
@@ -66,7 +68,8 @@ def _add_review(subparsers) -> None:
                               description="Add every confirmed label not yet exported to a new "
                               "dataset version under --out (the old version is never touched).")
     _db(export)
-    export.add_argument("--archive", required=True, metavar="DIR", help="the image archive")
+    export.add_argument("--archive", metavar="DIR", help="the image archive (default: images/ "
+                        "beside a SQLite --db, as run and serve keep it)")
     export.add_argument("--out", required=True, metavar="DATASETS_DIR",
                         help="datasets folder (versions.jsonl, images/, masks/, <id>/)")
     export.add_argument("--base", metavar="MANIFEST.json",
@@ -91,8 +94,9 @@ def _add_monitor(subparsers) -> None:
 
 
 def _db(parser) -> None:
-    parser.add_argument("--db", default="sqlite:///results.db", metavar="URL",
-                        help="results database URL (default sqlite:///results.db)")
+    parser.add_argument("--db", default=DEFAULT_DB_URL, type=absolute_db_url, metavar="URL",
+                        help=f"results database URL (default {DEFAULT_DB_URL}, where run and "
+                        "serve log)")
 
 
 def run_retrain(args: argparse.Namespace) -> int:
@@ -133,7 +137,7 @@ def run_export(args: argparse.Namespace) -> int:
 
     base = Manifest.load(args.base) if args.base else None
     result = export_version(latest_manifest(args.out, base), ReviewStore(ResultStore(args.db)),
-                            ImageArchive(args.archive), args.out,
+                            ImageArchive(args.archive or default_archive_for(args.db)), args.out,
                             ExportConfig(args.train_fraction_good, args.seed))
     for line in result.skipped:
         print(f"skipped: {line}")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,6 +79,7 @@ class LineCounters:
     fail_safe: Counter = field(default_factory=Counter)  # per fail-safe rule that fired
     action_errors: Counter = field(default_factory=Counter)  # per action name
     ack_errors: int = 0
+    busy_s: float = 0.0  # time spent on parts (inspect, archive, commit, act), not waiting
 
 
 class LinePipeline:
@@ -103,6 +105,13 @@ class LinePipeline:
 
     def process(self, frame: Frame) -> tuple[int, PartResult]:
         """Inspect, archive, commit, acknowledge and act on one frame; returns (row id, result)."""
+        started = time.perf_counter()
+        try:
+            return self._process(frame)
+        finally:
+            self.counters.busy_s += time.perf_counter() - started
+
+    def _process(self, frame: Frame) -> tuple[int, PartResult]:
         decision = evaluate(frame, self.inspector, cycle_budget_ms=self.cycle_budget_ms,
                             policy=self.policy, line=self.line)
         paths = self._isolated("archive", self._archive, decision) or ArchivedPaths()

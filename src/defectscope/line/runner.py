@@ -30,12 +30,13 @@ from defectscope.line.actions import Alert, Archive, Publish
 from defectscope.line.pipeline import BundleInspector, Inspector, LinePipeline
 from defectscope.line.sources import Frame, Source, SourceError, parse_source
 from defectscope.store.archive import ImageArchive
+from defectscope.data.images import DEFAULT_MAX_PIXELS
+from defectscope.store.locations import DEFAULT_ARCHIVE, DEFAULT_DB_URL, describe_db
 from defectscope.store.results import ResultStore, StoreError
 
 log = logging.getLogger(__name__)
 
-DEFAULT_DB = "sqlite:///runs/line/results.db"
-DEFAULT_ARCHIVE = Path("runs/line/images")
+DEFAULT_DB = DEFAULT_DB_URL
 TRIGGERS = ("free", "opcua")
 ONNX_DIR = "onnx"
 
@@ -64,6 +65,8 @@ class LineConfig:
     settle_s: float = 0.5
     alert_webhook: str | None = None
     frame_timeout_s: float = 5.0
+    once: bool = False
+    max_pixels: int | None = DEFAULT_MAX_PIXELS
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "model_dir", Path(self.model_dir))
@@ -77,6 +80,12 @@ class LineConfig:
         if trigger == "free" and self.opcua_endpoint:
             raise ConfigError("--opcua serves the PLC handshake, which only trigger mode "
                               "answers; drop --opcua or use --trigger opcua")
+        if self.once and not self.source.startswith(("folder:", "glob:", "video:")):
+            raise ConfigError("--once inspects a batch of files: use it with folder:DIR (glob "
+                              "and video sources end by themselves)")
+        if self.once and self.trigger == "opcua":
+            raise ConfigError("--once and --trigger opcua do not mix: the PLC decides when "
+                              "the line stops")
         if not self.line or not all(c.isalnum() or c in "-_" for c in self.line):
             raise ConfigError(f"line name {self.line!r}: use letters, digits, '-' or '_'")
         for name in ("cycle_budget_ms", "max_parts", "frame_timeout_s"):
@@ -188,12 +197,17 @@ class LineSummary:
     db_url: str
     archive_dir: str | None
     mqtt_pending: int | None = None
+    busy_s: float = 0.0
+
+    @property
+    def throughput(self) -> float:
+        """Parts per second over the busy time (inspecting, not waiting for parts)."""
+        return self.parts / self.busy_s if self.busy_s > 0 else 0.0
 
     def format(self) -> str:
-        rate = self.parts / self.seconds if self.seconds > 0 else 0.0
         verdicts = ", ".join(f"{k} {self.verdicts.get(k, 0)}" for k in ("OK", "NG", "UNSURE"))
         lines = [f"line {self.status}: {self.parts} parts in {self.seconds:.1f} s "
-                 f"({rate:.2f}/s): {verdicts}"]
+                 f"({self.busy_s:.1f} s busy: {self.throughput:.2f} parts/s): {verdicts}"]
         if self.skipped:
             lines.append(f"  skipped {self.skipped} part(s) already in the results log")
         if self.fail_safe:
@@ -239,7 +253,10 @@ class LineRunner:
         with ExitStack() as stack:
             options: dict[str, Any] = {"stop_event": self._stop}
             if config.source.startswith("folder:"):  # catch up on what arrived while down
-                options.update(include_existing=True, settle_s=config.settle_s)
+                options.update(include_existing=True, settle_s=config.settle_s,
+                               once=config.once)
+            if config.source.startswith(("folder:", "glob:")):
+                options.update(max_pixels=config.max_pixels)
             raw_source = parse_source(config.source, **options)  # a bad --source fails first
             try:
                 self.store = store = ResultStore(config.db_url)
@@ -247,6 +264,8 @@ class LineRunner:
                 raw_source.close()
                 raise
             stack.callback(store.close)
+            self.notice(f"results: {describe_db(config.db_url)}; images: "
+                        f"{config.archive_dir or 'not archived'}")
             self.source = source = RestartSafeSource(raw_source, store)
             stack.callback(source.close)
             inspector = self._inspector or load_inspector(config.model_dir, self.notice)
@@ -279,7 +298,8 @@ class LineRunner:
                 parts=counters.parts, verdicts=dict(counters.verdicts),
                 fail_safe=dict(counters.fail_safe), skipped=source.skipped,
                 action_errors=dict(counters.action_errors),
-                seconds=time.monotonic() - started, db_url=config.db_url,
+                seconds=time.monotonic() - started, busy_s=counters.busy_s,
+                db_url=config.db_url,
                 archive_dir=None if config.archive_dir is None else str(config.archive_dir),
                 mqtt_pending=pending)
         return summary

@@ -108,9 +108,10 @@ class Source:
 class FileListSource(Source):
     """Given image files, or a glob pattern (``parts/*.png``), in sorted order, each once."""
 
-    def __init__(self, paths: Sequence[str | Path] | str, *,
+    def __init__(self, paths: Sequence[str | Path] | str, *, max_pixels: int | None = None,
                  stop_event: threading.Event | None = None) -> None:
         super().__init__(stop_event)
+        self.max_pixels = max_pixels
         if isinstance(paths, (str, Path)):
             pattern = str(paths)
             paths = sorted(_glob.glob(pattern, recursive=True))
@@ -122,7 +123,7 @@ class FileListSource(Source):
     def next_frame(self, timeout: float | None = None) -> Frame | None:
         if not self._pending or self.stop_event.is_set():
             return None
-        return read_file_frame(self._pending.pop(0), self.name)
+        return read_file_frame(self._pending.pop(0), self.name, max_pixels=self.max_pixels)
 
 
 class FolderWatchSource(Source):
@@ -132,12 +133,16 @@ class FolderWatchSource(Source):
     seconds, so a camera or copy still writing it is not read half-written. Files already in the
     folder at start are skipped unless ``include_existing``; empty files wait (they are taken as
     not yet written). ``next_frame`` blocks until a file is ready, ``timeout`` or ``stop()``.
+    With ``once`` the source ends (None) as soon as every file in the folder has been read: a
+    batch of files rather than a line.
     """
 
     def __init__(self, directory: str | Path, settle_s: float = 0.5, poll_s: float = 0.2,
-                 pattern: str = "*", *, include_existing: bool = False,
+                 pattern: str = "*", *, include_existing: bool = False, once: bool = False,
+                 max_pixels: int | None = None,
                  stop_event: threading.Event | None = None) -> None:
         super().__init__(stop_event)
+        self.once, self.max_pixels = once, max_pixels
         self.directory = Path(directory)
         if not self.directory.is_dir():
             raise SourceError(f"{self.directory}: no such folder to watch")
@@ -178,7 +183,10 @@ class FolderWatchSource(Source):
             if name is not None:
                 self._seen.add(name)
                 self._watch.pop(name, None)
-                return read_file_frame(self.directory / name, self.name)
+                return read_file_frame(self.directory / name, self.name,
+                                       max_pixels=self.max_pixels)
+            if self.once and all(name in self._seen for name in self._names()):
+                return None
             if deadline is not None and time.monotonic() >= deadline:
                 return None
             self.stop_event.wait(self.poll_s)

@@ -38,9 +38,10 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, SQLAlchemyError
 
 from defectscope.errors import ConfigError, DefectscopeError
+from defectscope.store.locations import DEFAULT_DB_URL
 from defectscope.types import PartResult, Verdict
 
-DEFAULT_URL = "sqlite:///results.db"
+DEFAULT_URL = DEFAULT_DB_URL  # runs/line/results.db: the one default (store.locations)
 MAX_PART_ID = 128
 
 _metadata = MetaData()
