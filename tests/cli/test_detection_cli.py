@@ -220,3 +220,15 @@ def test_train_records_reference_pairs_and_export_and_run_use_the_runtime(refere
         assert row["verdict"] == expected.verdict.value
         assert row["defect_types"] == list(dict.fromkeys(d.label for d in expected.detections))
     assert rows[image.name]["verdict"] == "NG" and rows["template.png"]["verdict"] == "OK"
+
+
+def test_test_on_a_new_unsplit_deeppcb_batch_scores_every_image(reference_model, tmp_path,
+                                                                 capsys):
+    batch = tmp_path / "batch"
+    write_deeppcb(batch, {"400": range(40, 44)})  # a new batch: images the model never saw
+    report_path = tmp_path / "report.json"
+    assert main(["test", "--model", str(reference_model), "--data", str(batch), "--format",
+                 "deeppcb", "--report", str(report_path), "--quiet"]) == 0
+    report = json.loads(report_path.read_text())
+    assert report["split"] == "all unseen (no splits)" and report["n_images"] == 4
+    assert "note: the dataset has no splits" in capsys.readouterr().out

@@ -119,3 +119,26 @@ def test_predict_lists_skipped_files_and_refuses_corrupt_and_oversized_images(
     row = json.loads(capsys.readouterr().out)
     assert row["verdict"] == "UNSURE" and row["failure"] == "refused"
     assert "the limit is 100 pixels" in row["error"]
+
+
+def test_test_on_an_unsplit_batch_scores_every_unseen_image_and_says_so(
+        model_dir, tiny_mvtec, tmp_path, capsys):
+    import shutil
+
+    from tests.conftest import defective_part, good_part
+
+    batch = tmp_path / "new-batch"  # a folder-per-class batch, never split
+    for i in range(3):
+        save(batch / "good" / f"g{i}.png", good_part(900 + i))
+        save(batch / "blob" / f"b{i}.png", defective_part(950 + i)[0])
+    (batch / "good").mkdir(exist_ok=True)
+    shutil.copy(tiny_mvtec / "train" / "good" / "000.png", batch / "good" / "seen.png")
+    report_path = tmp_path / "batch-report.json"
+    assert main(["test", "--model", str(model_dir), "--data", str(batch), "--format", "folder",
+                 "--report", str(report_path), "--quiet", "--no-plots"]) == 0
+    report = json.loads(report_path.read_text())
+    assert report["split"] == "all unseen (no splits)"
+    assert report["n_images"] == 6 and report["n_left_out_seen_in_training"] == 1
+    out = capsys.readouterr().out
+    assert "note: the dataset has no splits" in out
+    assert "no splits" in (tmp_path / "batch-report.html").read_text()

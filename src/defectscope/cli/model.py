@@ -297,6 +297,7 @@ def format_detection_report(report: dict[str, Any]) -> str:
     lines = [
         f"{report['model']} on {report['n_images']} images ({report['n_gt_boxes']} true boxes; "
         f"split {report['split']})",
+        *(f"  note: {note}" for note in report.get("notes") or ()),
         f"  boxes: mAP@0.5 {_fmt(report['map50'])}   mAP@0.5:0.95 {_fmt(report['map50_95'])}",
         f"  at confidence {_fmt(report['threshold'])}: box precision "
         f"{_fmt(report['box_precision'])}  recall {_fmt(report['box_recall'])}  F1 "
@@ -367,6 +368,7 @@ def format_report(report: dict[str, Any]) -> str:
         f"{_fmt(report['false_reject_rate'])}  UNSURE {report['n_unsure']}",
         f"  confusion: TP {cm['tp']}  FP {cm['fp']}  TN {cm['tn']}  FN {cm['fn']}",
     ]
+    lines += [f"  note: {note}" for note in report.get("notes") or ()]
     if report.get("macro_f1") is not None:
         lines.append(f"  class accuracy {_fmt(report['accuracy'])}   macro F1 "
                      f"{_fmt(report['macro_f1'])}" + (

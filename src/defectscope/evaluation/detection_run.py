@@ -57,11 +57,22 @@ def predict_samples(model: DetectionModel, dataset: DetectionDataset,
     return predictions, milliseconds
 
 
+UNSPLIT = "all unseen (no splits)"
+
+
 def select_split(bundle_dataset: DetectionDataset | None, dataset: DetectionDataset, split: str,
                  calibrated_on: str | None = None) -> tuple[tuple[DetectionSample, ...], str, int]:
     """(samples, split actually scored, images left out because the bundle saw them)."""
     known = {s.sha256: s.split for s in bundle_dataset.samples} if bundle_dataset else {}
     recorded = {s.path: known.get(s.sha256, s.split) for s in dataset.samples}
+    if (split == "test" and "test" not in recorded.values()
+            and all(s.split is None for s in dataset.samples)):
+        # a new batch without splits: every image the bundle did not train or calibrate on
+        chosen = tuple(s for s in dataset.samples if recorded[s.path] not in ("train", "val"))
+        if not chosen:
+            raise DataError(f"{dataset.root}: every image has been used to train or calibrate "
+                            "this model; nothing unseen is left to test on")
+        return chosen, UNSPLIT, len(dataset.samples) - len(chosen)
     if split == "test" and "test" not in recorded.values() and calibrated_on == "train":
         split = "val"  # the given val split stayed unseen: it is the reported split
     chosen = tuple(s for s in dataset.samples if recorded[s.path] == split)
@@ -106,6 +117,8 @@ def evaluate_detection_bundle(bundle, dataset: DetectionDataset, split: str = "t
         "model_path": str(bundle.path), "trained_on_dataset_version": bundle.dataset_version,
         "evaluated_dataset_version": dataset.version_id, "split": scored,
         "n_left_out_seen_in_training": left_out, "threshold": threshold,
+        "notes": ([f"the dataset has no splits: every image the model did not train or "
+                   "calibrate on was scored"] if scored == UNSPLIT else []),
         "calibration": bundle.info.get("calibration", {}), "n_images": len(samples),
         "map50": boxes.pop("map50"), "map50_95": boxes.pop("map50_95"),
         "box_precision": boxes.pop("precision"), "box_recall": boxes.pop("recall"),

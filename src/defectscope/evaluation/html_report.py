@@ -40,7 +40,7 @@ _HEADLINE = (
     ("n_nonfinite_scores", "Images without a finite score"),
 )
 _SECTIONS = {"threshold", "calibration", "confusion_matrix", "per_type_recall", "per_type_counts",
-             "leak_check", "threshold_tradeoff", "tuning"}
+             "leak_check", "threshold_tradeoff", "tuning", "notes"}
 _PLOT_TITLES = {
     "roc": "ROC curve",
     "pr": "Precision-recall curve",
@@ -157,6 +157,12 @@ def _leak_check(report: Mapping[str, Any]) -> str:
     return text
 
 
+def _notes(report: Mapping[str, Any]) -> str:
+    """What the reader must know before reading the figures (e.g. which images were scored)."""
+    notes = report.get("notes") or []
+    return "".join(f'<p class="note"><strong>Note:</strong> {escape(str(n))}</p>' for n in notes)
+
+
 def _details(report: Mapping[str, Any]) -> str:
     """Whatever else the report carries (model name, dataset version...), in one table."""
     known = {key for key, _ in _HEADLINE} | _SECTIONS
@@ -185,6 +191,7 @@ def render_html(report: dict[str, Any], plot_paths: dict[str, Path], html_path: 
     body = "".join(
         (
             f"<h1>{escape(title)}</h1>",
+            _notes(report),
             _headline(report),
             _threshold(report),
             _tradeoff(report),

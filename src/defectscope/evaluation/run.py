@@ -26,12 +26,31 @@ from defectscope.types import Sample
 class Selection:
     samples: tuple[Sample, ...]
     left_out: int  # images the bundle used for training or calibration
+    unsplit: bool = False  # the dataset had no splits: every image the bundle has not seen
+
+
+UNSPLIT_NOTE = ("the dataset has no splits: every image the model did not train or calibrate "
+                "on was scored")
 
 
 def select_for_evaluation(bundle_manifest: Manifest | None, manifest: Manifest, split: str
                           ) -> Selection:
-    """Samples of ``manifest`` in ``split``, where the bundle's record of splits has the last word."""
+    """Samples of ``manifest`` in ``split``, where the bundle's record of splits has the last word.
+
+    A dataset without any split of its own and none recorded by the bundle (a new batch imported
+    from a folder) is scored whole, less the images the bundle trained or calibrated on
+    (``unsplit``), when ``split`` is ``test``.
+    """
     known = {s.sha256: s.split for s in bundle_manifest.samples} if bundle_manifest else {}
+    recorded_test = any(known.get(s.sha256, s.split) == split for s in manifest.samples)
+    if (split == "test" and not recorded_test
+            and all(sample.split is None for sample in manifest.samples)):
+        seen = {sha for sha, recorded in known.items() if recorded in ("train", "val")}
+        chosen = tuple(s for s in manifest.samples if s.sha256 not in seen)
+        if not chosen:
+            raise DataError(f"{manifest.root}: every image has been used to train or calibrate "
+                            "this model; nothing unseen is left to test on")
+        return Selection(chosen, len(manifest.samples) - len(chosen), unsplit=True)
     chosen, left_out = [], 0
     for sample in manifest.samples:
         recorded = known.get(sample.sha256, sample.split)
@@ -77,8 +96,9 @@ def evaluate_bundle(bundle, manifest: Manifest, split: str = "test", progress: b
         "model_path": str(bundle.path),
         "trained_on_dataset_version": bundle.dataset_version,
         "evaluated_dataset_version": manifest.version_id,
-        "split": split,
+        "split": "all unseen (no splits)" if selection.unsplit else split,
         "n_left_out_seen_in_training": selection.left_out,
+        "notes": [UNSPLIT_NOTE] if selection.unsplit else [],
         "calibration": bundle.info.get("calibration", {}),
         "unsure_band": bundle.info.get("unsure_band"),
         "tuning": bundle.info.get("tuning", {}),

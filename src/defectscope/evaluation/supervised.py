@@ -20,7 +20,7 @@ from defectscope.data.images import load_mask
 from defectscope.data.manifest import Manifest
 from defectscope.data.stream import load_verified, stream_images
 from defectscope.evaluation.report import ImageRecord, build_report, write_report
-from defectscope.evaluation.run import select_for_evaluation
+from defectscope.evaluation.run import UNSPLIT_NOTE, select_for_evaluation
 from defectscope.types import GOOD
 
 
@@ -81,7 +81,9 @@ def evaluate_supervised(bundle, manifest: Manifest, split: str = "test", progres
         true.append(GOOD if sample.is_good else ("defect" if binary else sample.label))
         pred.append(GOOD if result.verdict.value == "OK" else result.defect_type or "defect")
     extra = {"model": bundle.info["model"]["name"], "model_version": bundle.model_version,
-             "model_path": str(bundle.path), "split": split,
+             "model_path": str(bundle.path),
+             "split": "all unseen (no splits)" if selection.unsplit else split,
+             "notes": [UNSPLIT_NOTE] if selection.unsplit else [],
              "trained_on_dataset_version": bundle.dataset_version,
              "evaluated_dataset_version": manifest.version_id,
              "n_left_out_seen_in_training": selection.left_out,
