@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from defectscope.errors import ConfigError
-from defectscope.line.runner import DEFAULT_ARCHIVE, DEFAULT_DB, TRIGGERS
+from defectscope.line.runner import BACKENDS, DEFAULT_ARCHIVE, DEFAULT_DB, TRIGGERS
 
 SOURCES = "folder:DIR | glob:PATTERN | video:FILE | camera:N | rtsp://URL | genicam:CTI_FILE"
 
@@ -53,6 +53,10 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--archive", default=str(DEFAULT_ARCHIVE), metavar="DIR",
                         help=f"image archive folder (default {DEFAULT_ARCHIVE})")
     parser.add_argument("--line", default="line1", help="line name (default line1)")
+    parser.add_argument("--backend", default="auto", choices=BACKENDS,
+                        help="what runs the model: auto (default: the ONNX runtime when "
+                        "MODEL_DIR/onnx exists, else torch), torch, onnxruntime, or openvino "
+                        "(needs defectscope export --format openvino)")
 
 
 def _add_run(subparsers) -> None:
@@ -144,7 +148,7 @@ def run_line(args: argparse.Namespace) -> int:
         mqtt_url=args.mqtt, mqtt_queue=Path(args.mqtt_queue) if args.mqtt_queue else None,
         opcua_endpoint=args.opcua, trigger=args.trigger, cycle_budget_ms=args.cycle_budget_ms,
         max_parts=args.max_parts, ok_archive_rate=args.ok_archive_rate,
-        alert_webhook=args.alert_webhook)
+        alert_webhook=args.alert_webhook, backend=args.backend)
 
     def on_part(event: dict[str, Any]) -> None:
         text = json.dumps(event, default=str) if args.json else _part_line(event)
@@ -189,7 +193,7 @@ def run_serve(args: argparse.Namespace) -> int:
         token = resolve_token(args.token, os.environ)
     _check_port_free(args.host, args.port)
     notice = lambda message: print(f"defectscope: {message}", file=sys.stderr, flush=True)  # noqa: E731
-    inspector = load_inspector(args.model, notice)
+    inspector = load_inspector(args.model, notice, args.backend)
     store = ResultStore(args.db)
     try:
         base_manifest = Path(args.model) / "manifest.json"

@@ -122,6 +122,11 @@ def _add_predict(subparsers) -> None:
     parser.add_argument("--template", metavar="IMAGE",
                         help="the defect-free template each image is compared with (reference "
                         "model)")
+    parser.add_argument("--backend", default="torch",
+                        choices=("torch", "onnxruntime", "openvino"),
+                        help="what runs the model: torch (default), or the torch-free runtime "
+                        "on the bundle's export with onnxruntime or openvino (defectscope "
+                        "export --format openvino)")
     parser.set_defaults(handler=run_predict)
 
 
@@ -369,11 +374,22 @@ def format_report(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _runtime_bundle(model_dir: str, backend: str) -> Any:
+    """The bundle's checked export on ``backend``, shaped as ``inspect_paths`` reads a bundle."""
+    from types import SimpleNamespace
+
+    from defectscope.runtime import RuntimeModel
+
+    model = RuntimeModel.load(model_dir, backend=backend)
+    return SimpleNamespace(model=model, model_version=model.model_version)
+
+
 def run_predict(args: argparse.Namespace) -> int:
     from defectscope.bundle import load_bundle
     from defectscope.inspect import inspect_paths, iter_image_paths
 
-    bundle = load_bundle(args.model)
+    bundle = load_bundle(args.model) if args.backend == "torch" else \
+        _runtime_bundle(args.model, args.backend)
     paths = iter_image_paths(args.inputs)
     heatmaps = Path(args.heatmaps) if args.heatmaps else None
     template = None
