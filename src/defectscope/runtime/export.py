@@ -243,7 +243,9 @@ def _size_checks(bundle, runtime: RuntimeModel, image: np.ndarray, limit: float)
 def _certify(bundle, runtime: RuntimeModel, references: list[Reference],
              label: str) -> dict[str, Any]:
     """Torch against ``runtime`` on every reference image and on resized ones: the record's
-    checks, or a ``ParityError`` (naming ``label``, the backend) on the first that fails."""
+    checks, or a ``ParityError`` (naming ``label``, the backend, but for onnxruntime) on the
+    first that fails."""
+    prefix = "" if label == "onnxruntime" else f"{label}: "
     checks = runtime.check_references()
     maps = [_map_difference(_anomaly(bundle.model, r)[1], _anomaly(runtime, r)[1])
             for r in references]
@@ -254,23 +256,23 @@ def _certify(bundle, runtime: RuntimeModel, references: list[Reference],
     sizes = _size_checks(bundle, runtime, references[0].image, limit)
     failed = [c for c in checks if not c.ok]
     if failed:
-        raise ParityError(f"the exported model ({label}) scores reference images differently "
+        raise ParityError(prefix + f"the exported model scores reference images differently "
                           f"from the trained model: {describe(failed)}; nothing was written")
     bad_sizes = [row for row in sizes if not row["ok"]]
     if bad_sizes:
-        raise ParityError(f"the exported model ({label}) disagrees with torch at input sizes "
+        raise ParityError(prefix + f"the exported model disagrees with torch at input sizes "
                           + ", ".join(f"{row['input_size']} (torch {row['torch']:.6g}, "
-                                      f"{label} {row['onnx']:.6g})" for row in bad_sizes)
+                                      f"{prefix[:-2] or 'onnx'} {row['onnx']:.6g})" for row in bad_sizes)
                           + f" beyond {limit:.3g}; nothing was written")
     max_probability = _largest(probabilities + [row["probability_max_abs_diff"] for row in sizes])
     if max_probability is not None and not max_probability <= limit:
-        raise ParityError(f"the exported classifier's class probabilities ({label}) differ from "
+        raise ParityError(prefix + f"the exported classifier's class probabilities differ from "
                           f"torch's by {max_probability:.3g}, beyond {limit:.3g}; nothing was "
                           "written")
     bad_boxes = [(c, row) for c, row in zip(checks, boxes) if row and not (
         row["box_max_abs_diff"] <= BOX_TOLERANCE_PX and row["confidence_max_abs_diff"] <= limit)]
     if bad_boxes:
-        raise ParityError(f"the exported model's detections ({label}) differ from torch's on "
+        raise ParityError(prefix + f"the exported model's detections differ from torch's on "
                           "reference images " + ", ".join(
                               f"{c.source} (box {row['box_max_abs_diff']:.3g} px, confidence "
                               f"{row['confidence_max_abs_diff']:.3g})" for c, row in bad_boxes)
