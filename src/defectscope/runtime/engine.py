@@ -1,4 +1,5 @@
-"""The torch-free inference engine: the ONNX network (onnxruntime) + the shared numpy scoring.
+"""The torch-free inference engine: the exported network (onnxruntime, or OpenVINO on its IR;
+``defectscope.runtime.backends``) + the shared numpy scoring.
 
 An edge box installs numpy, OpenCV, onnxruntime, faiss and safetensors, copies a bundle folder
 with its ``onnx/`` export (``defectscope export``), and inspects parts without torch. The engine
@@ -11,7 +12,8 @@ the export's tolerance (by default 1e-3 of the threshold).
 ``defectscope.runtime.anomaly``; ``ClassifierRuntime`` and ``SegmenterRuntime`` (the whole ONNX
 network, numpy decision) in ``defectscope.runtime.supervised``; ``ReferenceRuntime`` (the window
 network in ONNX, comparison and boxes in numpy/OpenCV) in ``defectscope.runtime.reference``. This
-module holds what they share: loading and checking, the session, the reference re-scoring.
+module holds what they share: loading and checking, the session (``backend="onnxruntime"`` or
+``"openvino"``: the same ``run`` call either way), the reference re-scoring.
 
 >>> model = RuntimeModel.load("models/tiles")   # doctest: +SKIP
 >>> model.predict(image).verdict                # doctest: +SKIP

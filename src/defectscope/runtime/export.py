@@ -32,6 +32,10 @@ the limit; the reference model, whose network input is a
 fixed window size, has no resized checks. ``export.json`` records them, and
 ``RuntimeModel.load`` compares the runtime's detections with them again.
 
+With ``formats=("onnx", "openvino")`` the ONNX file is also converted to OpenVINO IR
+(``model.xml``, ``model.bin``, FP32) and the same checks run again on OpenVINO; ``export.json``'s
+``"openvino"`` record holds their results and the IR files' hashes, which load checks.
+
 >>> export_onnx("models/tiles")   # writes models/tiles/onnx/{model.onnx,export.json}  # doctest: +SKIP
 """
 
