@@ -3,8 +3,9 @@
 For PatchCore and PaDiM at their default settings: fit on good Magnetic Tile images, write a
 bundle, export it (``export_onnx`` with ``formats=("onnx", "openvino")``, parity-checked), then
 time the three engines side by side in one run (torch, ONNX Runtime, OpenVINO; the last two run
-the same numpy scoring after the network) on the same decoded test images, from the decoded RGB array to the verdict (``predict``: preprocessing, backbone,
-scoring, anomaly map, verdict). Image decoding is left out: both engines get the same arrays.
+the same numpy scoring after the network) on the same decoded test images, from the decoded
+RGB array to the verdict (``predict``: preprocessing, backbone, scoring, anomaly map, verdict).
+Image decoding is left out: every engine gets the same arrays.
 
 Data: ``$DEFECTSCOPE_SHARED_DATA/magnetic-tile`` or ``<repo>/../shared/data/magnetic-tile``
 (MT_Free sorted by name, first 70% to train, as benchmarks/anomaly_magnetic_tile.py), else the

@@ -266,7 +266,8 @@ def _certify(bundle, runtime: RuntimeModel, references: list[Reference],
     if bad_sizes:
         raise ParityError(prefix + f"the exported model disagrees with torch at input sizes "
                           + ", ".join(f"{row['input_size']} (torch {row['torch']:.6g}, "
-                                      f"{prefix[:-2] or 'onnx'} {row['onnx']:.6g})" for row in bad_sizes)
+                                      f"{prefix[:-2] or 'onnx'} {row['onnx']:.6g})"
+                                      for row in bad_sizes)
                           + f" beyond {limit:.3g}; nothing was written")
     max_probability = _largest(probabilities + [row["probability_max_abs_diff"] for row in sizes])
     if max_probability is not None and not max_probability <= limit:
