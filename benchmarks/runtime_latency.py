@@ -1,16 +1,18 @@
-"""Batch-1 latency and throughput of the torch-free ONNX runtime against the torch path.
+"""Batch-1 latency and throughput of the torch path and the torch-free runtime's backends.
 
 For PatchCore and PaDiM at their default settings: fit on good Magnetic Tile images, write a
-bundle, export it (``export_onnx``, parity-checked), then time both engines on the same decoded
-test images, from the decoded RGB array to the verdict (``predict``: preprocessing, backbone,
-scoring, anomaly map, verdict). Image decoding is left out: both engines get the same arrays.
+bundle, export it (``export_onnx`` with ``formats=("onnx", "openvino")``, parity-checked), then
+time the three engines side by side in one run (torch, ONNX Runtime, OpenVINO; the last two run
+the same numpy scoring after the network) on the same decoded test images, from the decoded
+RGB array to the verdict (``predict``: preprocessing, backbone, scoring, anomaly map, verdict).
+Image decoding is left out: every engine gets the same arrays.
 
 Data: ``$DEFECTSCOPE_SHARED_DATA/magnetic-tile`` or ``<repo>/../shared/data/magnetic-tile``
 (MT_Free sorted by name, first 70% to train, as benchmarks/anomaly_magnetic_tile.py), else the
 bundled sample ``src/defectscope/sample_data/magnetic_tile``. Threads: each library's default.
 
     .venv/bin/python benchmarks/runtime_latency.py [--models patchcore padim] [--data PATH]
-        [--images 200] [--train-subsample 1]
+        [--images 200] [--train-subsample 1] [--engines torch onnxruntime openvino]
 """
 
 from __future__ import annotations
@@ -63,7 +65,11 @@ def time_engine(predict, images: list[np.ndarray], warmup: int = 5) -> dict:
             "stages": {k: float(np.median([t[k] for t in stages])) for k in STAGES}}
 
 
-def run_model(name: str, train: list[Path], images: list[np.ndarray], root: Path) -> list[dict]:
+ENGINES = ("torch", "onnxruntime", "openvino")
+
+
+def run_model(name: str, train: list[Path], images: list[np.ndarray], root: Path,
+              engines: tuple[str, ...] = ENGINES) -> list[dict]:
     from defectscope.bundle import Reference, load_bundle, save_bundle
     from defectscope.data import load_image
     from defectscope.models import create_model
@@ -77,21 +83,25 @@ def run_model(name: str, train: list[Path], images: list[np.ndarray], root: Path
                   for i, image in enumerate(images[:4])]
     model_dir = save_bundle(model, root / name, references=references)
     start = time.perf_counter()
-    export_onnx(model_dir)
+    export_onnx(model_dir, formats=("onnx", "openvino") if "openvino" in engines else ("onnx",))
     export_s = time.perf_counter() - start
-    engines = {"torch": load_bundle(model_dir).model, "onnx": RuntimeModel.load(model_dir)}
+    runners = {engine: load_bundle(model_dir).model if engine == "torch"
+               else RuntimeModel.load(model_dir, backend=engine) for engine in engines}
     rows = []
-    for engine, runner in engines.items():
+    for engine, runner in runners.items():
         row = time_engine(runner.predict, images)
         rows.append({"model": name, "engine": engine, "export_s": export_s,
                      "input": "x".join(map(str, runner.preprocessor.input_size(images[0].shape))),
                      "bank": len(getattr(model, "memory_bank_", ())) or None, **row})
-    torch_scores, onnx_scores = rows[0].pop("scores"), rows[1].pop("scores")
-    differences = np.abs(torch_scores - onnx_scores) / model.threshold
-    rows[1]["max_diff"] = float(differences.max())
-    worst = int(differences.argmax())
-    print(f"{name}: worst image {worst}: torch {torch_scores[worst]:.6g}, onnx "
-          f"{onnx_scores[worst]:.6g}, threshold {model.threshold:.6g}")
+    scores = {row["engine"]: row.pop("scores") for row in rows}
+    if "torch" in scores:
+        for row in rows[1:]:
+            differences = np.abs(scores["torch"] - scores[row["engine"]]) / model.threshold
+            row["max_diff"] = float(differences.max())
+            worst = int(differences.argmax())
+            print(f"{name}: {row['engine']}: worst image {worst}: torch "
+                  f"{scores['torch'][worst]:.6g}, {row['engine']} "
+                  f"{scores[row['engine']][worst]:.6g}, threshold {model.threshold:.6g}")
     return rows
 
 
@@ -102,6 +112,8 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=200, help="test images to time")
     parser.add_argument("--train-subsample", type=int, default=1,
                         help="keep every N-th training image (quick runs only)")
+    parser.add_argument("--engines", nargs="+", default=list(ENGINES), choices=ENGINES,
+                        help="engines to time (torch first for the score differences)")
     args = parser.parse_args()
     from defectscope.data import load_image
 
@@ -111,18 +123,19 @@ def main() -> None:
     step = max(1, len(test) // args.images)
     images = [load_image(path) for path in test[::step][: args.images]]
     print(f"data {data}: {len(train)} training images, {len(images)} timed test images "
-          f"(batch 1, decoded image -> verdict), {os.cpu_count()} CPUs")
+          f"(batch 1, decoded image -> verdict), {os.cpu_count()} CPUs, "
+          f"{len(os.sched_getaffinity(0))} usable")
     rows = []
     with tempfile.TemporaryDirectory() as root:
         for name in args.models:
-            rows += run_model(name, train, images, Path(root))
-    print(f"\n{'model':10} {'engine':7} {'input':>8} {'bank':>7} {'median ms':>10} "
+            rows += run_model(name, train, images, Path(root), tuple(args.engines))
+    print(f"\n{'model':10} {'engine':11} {'input':>8} {'bank':>7} {'median ms':>10} "
           f"{'p95 ms':>8} {'img/s':>7} {'max |Δscore|/thr':>17}   median ms per stage: "
           + " / ".join(STAGES))
     for r in rows:
         diff = f"{r['max_diff']:.2e}" if "max_diff" in r else "-"
         stages = " / ".join(f"{r['stages'][k]:.1f}" for k in STAGES)
-        print(f"{r['model']:10} {r['engine']:7} {r['input']:>8} {r['bank'] or '-':>7} "
+        print(f"{r['model']:10} {r['engine']:11} {r['input']:>8} {r['bank'] or '-':>7} "
               f"{r['median']:>10.2f} {r['p95']:>8.2f} {r['per_s']:>7.1f} {diff:>17}   {stages}")
 
 

@@ -111,6 +111,25 @@ def test_bad_run_arguments_exit_2_with_one_clear_line(argv, message, tmp_path, c
     assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
+def test_run_with_the_openvino_backend(model_dir, incoming, tmp_path, capsys):
+    pytest.importorskip("openvino", reason="the OpenVINO backend needs the openvino package")
+    exported = shutil.copytree(model_dir, tmp_path / "exported")
+    assert main(["export", "--model", str(exported), "--format", "openvino"]) == 0
+    capsys.readouterr()
+    argv = run_args(exported, f"glob:{incoming}/*.png", tmp_path, "--json", "--backend",
+                    "openvino")
+    assert main(argv) == 0
+    out, err = capsys.readouterr()
+    rows = [json.loads(line) for line in out.splitlines()]
+    verdicts = {Path(r["source"]).name: r["verdict"] for r in rows}
+    assert len(rows) == 9 and verdicts["zz_broken.png"] == "UNSURE"
+    assert {v for k, v in verdicts.items() if k.startswith("blob")} == {"NG"}
+    assert "torch path" not in err
+    assert main(run_args(model_dir, f"glob:{incoming}/*.png", tmp_path / "again",
+                         "--backend", "openvino")) == 2  # no export: refused, not torch
+    assert "no ONNX export" in capsys.readouterr().err
+
+
 def test_bad_model_folder_is_one_clear_line(incoming, tmp_path, capsys):
     assert main(run_args(tmp_path / "nope", f"glob:{incoming}/*.png", tmp_path)) == 2
     assert "no such model folder" in capsys.readouterr().err
@@ -118,8 +137,9 @@ def test_bad_model_folder_is_one_clear_line(incoming, tmp_path, capsys):
 
 @pytest.mark.parametrize("command, words", [
     ("run", ["--source", "folder:DIR", "rtsp://URL", "--mqtt", "--opcua", "--cycle-budget-ms",
-             "--max-parts", "--json", "Fail-safe", "Restart-safe"]),
-    ("serve", ["--host", "--port", "--token", "DEFECTSCOPE_TOKEN", "--no-auth", "--db"]),
+             "--max-parts", "--json", "Fail-safe", "Restart-safe", "--backend", "openvino"]),
+    ("serve", ["--host", "--port", "--token", "DEFECTSCOPE_TOKEN", "--no-auth", "--db",
+               "--backend", "onnxruntime"]),
 ])
 def test_help_texts(command, words, capsys):
     with pytest.raises(SystemExit) as exit_info:

@@ -148,6 +148,30 @@ def test_load_inspector_says_which_path_it_takes(tmp_path, monkeypatch):
     assert "has an ONNX export but the ONNX runtime is not available" in notices[-1]
 
 
+def test_load_inspector_takes_the_backend_asked_for(tmp_path, monkeypatch):
+    monkeypatch.setattr(runner_module, "BundleInspector", lambda model_dir: ("torch", model_dir))
+    (tmp_path / "onnx").mkdir()  # an export is there, but torch is asked for
+    assert load_inspector(tmp_path, backend="torch") == ("torch", tmp_path)
+    with pytest.raises(BundleError, match="no ONNX export"):  # asked for: no torch fallback
+        load_inspector(tmp_path / "elsewhere", backend="openvino")
+    with pytest.raises(ConfigError, match="unknown backend 'onnx'"):
+        load_inspector(tmp_path, backend="onnx")
+
+
+def test_line_runner_loads_the_configured_backend(tmp_path, parts, monkeypatch):
+    asked: list = []
+
+    def fake_load(model_dir, notice, backend="auto"):
+        asked.append((model_dir, backend))
+        raise ConfigError("stop here")
+
+    monkeypatch.setattr(runner_module, "load_inspector", fake_load)
+    cfg = config(tmp_path, f"folder:{parts}", settle_s=0.0, backend="openvino")
+    with pytest.raises(ConfigError, match="stop here"):
+        LineRunner(cfg).run()
+    assert asked == [(cfg.model_dir, "openvino")]
+
+
 def test_a_plc_triggers_each_part_through_the_opcua_handshake(tmp_path, parts, fake_inspector):
     asyncua = pytest.importorskip("asyncua")
     url = f"opc.tcp://127.0.0.1:{free_port()}/defectscope/"

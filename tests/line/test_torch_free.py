@@ -15,7 +15,7 @@ MODULES = [
     "defectscope.service.auth",
     "defectscope.runtime", "defectscope.runtime.engine", "defectscope.runtime.anomaly",
     "defectscope.runtime.supervised", "defectscope.runtime.reference",
-    "defectscope.runtime.detector", "defectscope.scoring", "defectscope.scoring.fcos",
+    "defectscope.runtime.detector", "defectscope.runtime.backends", "defectscope.scoring", "defectscope.scoring.fcos",
     "defectscope.scoring.detection", "defectscope.models.reference_compare",
     "defectscope.models.reference_detect", "defectscope.bundle",
 ]

@@ -142,6 +142,7 @@ def test_runtime_loads_and_inspects_without_importing_torch(exported, exported_s
         "from defectscope.runtime import RuntimeInspector\n"
         "import defectscope.runtime.engine, defectscope.runtime.anomaly\n"
         "import defectscope.runtime.supervised, defectscope.runtime.reference\n"
+        "import defectscope.runtime.backends\n"
         "import defectscope.scoring\n"
         f"for path in {paths!r}:\n"
         "    inspector = RuntimeInspector(path)\n"

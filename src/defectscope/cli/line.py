@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterator
 
 from defectscope.data.images import DEFAULT_MAX_PIXELS
 from defectscope.errors import ConfigError
-from defectscope.line.runner import TRIGGERS
+from defectscope.line.runner import BACKENDS, TRIGGERS
 from defectscope.store.locations import (DEFAULT_DB_URL, absolute_db_url, default_archive_for,
                                          describe_db)
 
@@ -58,6 +58,10 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
                         help="image archive folder (default: images/ beside a SQLite --db, "
                         "else runs/line/images)")
     parser.add_argument("--line", default="line1", help="line name (default line1)")
+    parser.add_argument("--backend", default="auto", choices=BACKENDS,
+                        help="what runs the model: auto (default: the ONNX runtime when "
+                        "MODEL_DIR/onnx exists, else torch), torch, onnxruntime, or openvino "
+                        "(needs defectscope export --format openvino)")
 
 
 def _add_run(subparsers) -> None:
@@ -175,7 +179,7 @@ def run_line(args: argparse.Namespace) -> int:
         opcua_endpoint=args.opcua, trigger=args.trigger, cycle_budget_ms=args.cycle_budget_ms,
         max_parts=args.max_parts, ok_archive_rate=args.ok_archive_rate, once=args.once,
         max_pixels=args.max_pixels,
-        alert_webhook=args.alert_webhook)
+        alert_webhook=args.alert_webhook, backend=args.backend)
 
     def on_part(event: dict[str, Any]) -> None:
         text = json.dumps(event, default=str) if args.json else _part_line(event)
@@ -228,7 +232,7 @@ def run_serve(args: argparse.Namespace) -> int:
         read_token = resolve_read_token(args.read_token, os.environ)
     _check_port_free(args.host, args.port)
     notice = lambda message: print(f"defectscope: {message}", file=sys.stderr, flush=True)  # noqa: E731
-    inspector = load_inspector(args.model, notice)
+    inspector = load_inspector(args.model, notice, args.backend)
     store = ResultStore(args.db)
     archive_dir = _archive_dir(args)
     try:

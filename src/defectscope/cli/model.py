@@ -131,6 +131,11 @@ def _add_predict(subparsers) -> None:
     parser.add_argument("--cycle-budget-ms", type=float, default=None, metavar="MS",
                         help="an inspection slower than this is judged by the fail-safe "
                         "policy (UNSURE unless the model said NG); default: no budget")
+    parser.add_argument("--backend", default="torch",
+                        choices=("torch", "onnxruntime", "openvino"),
+                        help="what runs the model: torch (default), or the torch-free runtime "
+                        "on the bundle's export with onnxruntime or openvino (defectscope "
+                        "export --format openvino)")
     parser.set_defaults(handler=run_predict)
 
 
@@ -380,13 +385,25 @@ def format_report(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _runtime_bundle(model_dir: str, backend: str) -> Any:
+    """The bundle's checked export on ``backend``, shaped as ``inspect_paths`` reads a bundle."""
+    from types import SimpleNamespace
+
+    from defectscope.runtime import RuntimeModel
+
+    model = RuntimeModel.load(model_dir, backend=backend)
+    return SimpleNamespace(model=model, model_version=model.model_version,
+                           dataset_version=model.dataset_version)
+
+
 def run_predict(args: argparse.Namespace) -> int:
     from defectscope.bundle import load_bundle
     from defectscope.inspect import inspect_paths, list_image_paths
 
     if args.max_pixels < 1:
         raise ConfigError(f"--max-pixels must be at least 1, not {args.max_pixels}")
-    bundle = load_bundle(args.model)
+    bundle = load_bundle(args.model) if args.backend == "torch" else \
+        _runtime_bundle(args.model, args.backend)
     listing = list_image_paths(args.inputs)
     for path, reason in listing.skipped:
         print(f"defectscope: skipped {path}: {reason}", file=sys.stderr)

@@ -1,6 +1,9 @@
 """``defectscope export``: write a bundle's ONNX export for the torch-free runtime.
 
-    defectscope export --model MODEL_DIR --format onnx [--out DIR] [--tolerance 1e-3]
+    defectscope export --model MODEL_DIR --format onnx|openvino [--out DIR] [--tolerance 1e-3]
+
+``--format openvino`` writes the ONNX file and, beside it, its OpenVINO IR (model.xml, model.bin),
+each proven against torch (``run``/``serve``/``predict --backend openvino`` then use the IR).
 
 Models: patchcore, padim, classifier, segmenter, reference, detector (``SUPPORTED_MODELS``);
 any other is refused with a message naming these.
@@ -23,7 +26,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "TOLERANCE x threshold. defectscope run and serve then use it without torch. "
         f"Models: {', '.join(SUPPORTED_MODELS)}.")
     parser.add_argument("--model", required=True, metavar="MODEL_DIR", help="model folder")
-    parser.add_argument("--format", default="onnx", choices=("onnx",), help="export format")
+    parser.add_argument("--format", default="onnx", choices=("onnx", "openvino"),
+                        help="onnx (default), or openvino: the ONNX file and its OpenVINO IR "
+                        "beside it, both parity-checked")
     parser.add_argument("--out", metavar="DIR",
                         help="folder to write (default MODEL_DIR/onnx, where run and serve look)")
     parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE, metavar="T",
@@ -35,7 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _export(args: argparse.Namespace) -> int:
     from defectscope.runtime.export import export_onnx  # imports torch: only when exporting
 
-    out = export_onnx(args.model, args.out, tolerance=args.tolerance)
+    formats = ("onnx",) if args.format == "onnx" else ("onnx", args.format)
+    out = export_onnx(args.model, args.out, tolerance=args.tolerance, formats=formats)
     record = json.loads((out / EXPORT_JSON).read_text())
     parts = [f"exported {record['model']} to {out} (opset {record['opset']}); "
              f"{len(record['references'])} reference images re-scored: largest score difference "
@@ -49,5 +55,8 @@ def _export(args: argparse.Namespace) -> int:
     if record.get("max_box_abs_diff") is not None:
         parts.append(f"same detections, largest box difference "
                      f"{record['max_box_abs_diff']:.3g} px")
+    if record.get("openvino"):
+        parts.append(f"OpenVINO IR {record['openvino']['openvino_version']}: largest score "
+                     f"difference {record['openvino']['max_score_difference']:.3g}")
     print(", ".join(parts))
     return 0

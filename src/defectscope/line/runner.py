@@ -39,6 +39,9 @@ log = logging.getLogger(__name__)
 DEFAULT_DB = DEFAULT_DB_URL
 TRIGGERS = ("free", "opcua")
 ONNX_DIR = "onnx"
+# What runs the model: auto (the ONNX runtime when the bundle has an onnx/ export, else torch),
+# torch, or a backend of the torch-free runtime (``defectscope.runtime.backends.BACKENDS``).
+BACKENDS = ("auto", "torch", "onnxruntime", "openvino")
 
 
 @dataclass(frozen=True)
@@ -67,9 +70,11 @@ class LineConfig:
     frame_timeout_s: float = 5.0
     once: bool = False
     max_pixels: int | None = DEFAULT_MAX_PIXELS
+    backend: str = "auto"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "model_dir", Path(self.model_dir))
+        check_backend(self.backend)
         trigger = self.trigger or ("opcua" if self.opcua_endpoint else "free")
         object.__setattr__(self, "trigger", trigger)
         if trigger not in TRIGGERS:
@@ -108,14 +113,30 @@ class LineConfig:
         return self.mqtt_queue or Path("runs/line") / f"mqtt-outbox-{self.line}.db"
 
 
+def check_backend(backend: str) -> str:
+    """``backend`` if it is one of ``BACKENDS``; otherwise a ``ConfigError`` naming them."""
+    if backend not in BACKENDS:
+        raise ConfigError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")
+    return backend
+
+
 def load_inspector(model_dir: str | os.PathLike[str],
-                   notice: Callable[[str], None] = log.warning) -> Inspector:
+                   notice: Callable[[str], None] = log.warning,
+                   backend: str = "auto") -> Inspector:
     """The one place that picks the inference engine for a bundle folder.
 
-    The torch-free ONNX runtime (``defectscope.runtime.RuntimeInspector``) is used when the
-    bundle has an ``onnx/`` export and the runtime is installed; otherwise the torch path.
+    ``backend="auto"``: the torch-free ONNX runtime (``defectscope.runtime.RuntimeInspector``)
+    when the bundle has an ``onnx/`` export and the runtime is installed, otherwise the torch
+    path. ``"torch"``, ``"onnxruntime"`` and ``"openvino"`` ask for one; a runtime backend the
+    bundle has no (checked) export for is an error, not a silent fallback.
     """
     model_dir = Path(model_dir)
+    if check_backend(backend) == "torch":
+        return BundleInspector(model_dir)
+    if backend != "auto":
+        from defectscope.runtime import RuntimeInspector  # type: ignore[attr-defined]
+
+        return RuntimeInspector(model_dir, backend=backend)
     if (model_dir / ONNX_DIR).is_dir():
         try:
             from defectscope.runtime import RuntimeInspector  # type: ignore[attr-defined]
@@ -268,7 +289,8 @@ class LineRunner:
                         f"{config.archive_dir or 'not archived'}")
             self.source = source = RestartSafeSource(raw_source, store)
             stack.callback(source.close)
-            inspector = self._inspector or load_inspector(config.model_dir, self.notice)
+            inspector = self._inspector or load_inspector(config.model_dir, self.notice,
+                                                            config.backend)
             actions: list[Any] = [] if self.on_part is None else [Publish(self.on_part)]
             if config.mqtt_url:
                 from defectscope.line.mqtt import MqttPublisher  # paho only when asked for

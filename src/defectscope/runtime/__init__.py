@@ -1,4 +1,5 @@
-"""The torch-free runtime: a bundle's ONNX export scored with onnxruntime, numpy and OpenCV.
+"""The torch-free runtime: a bundle's ONNX export scored with onnxruntime (or OpenVINO on the
+IR converted from it, ``defectscope.runtime.backends``), numpy and OpenCV.
 
 ``defectscope.runtime.export`` (which needs torch) writes ``M/onnx/``; everything importable from
 here runs without torch, so an edge box needs only the runtime extra and the bundle. Models:

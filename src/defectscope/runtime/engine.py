@@ -1,4 +1,5 @@
-"""The torch-free inference engine: the ONNX network (onnxruntime) + the shared numpy scoring.
+"""The torch-free inference engine: the exported network (onnxruntime, or OpenVINO on its IR;
+``defectscope.runtime.backends``) + the shared numpy scoring.
 
 An edge box installs numpy, OpenCV, onnxruntime, faiss and safetensors, copies a bundle folder
 with its ``onnx/`` export (``defectscope export``), and inspects parts without torch. The engine
@@ -11,7 +12,8 @@ the export's tolerance (by default 1e-3 of the threshold).
 ``defectscope.runtime.anomaly``; ``ClassifierRuntime`` and ``SegmenterRuntime`` (the whole ONNX
 network, numpy decision) in ``defectscope.runtime.supervised``; ``ReferenceRuntime`` (the window
 network in ONNX, comparison and boxes in numpy/OpenCV) in ``defectscope.runtime.reference``. This
-module holds what they share: loading and checking, the session, the reference re-scoring.
+module holds what they share: loading and checking, the session (``backend="onnxruntime"`` or
+``"openvino"``: the same ``run`` call either way), the reference re-scoring.
 
 >>> model = RuntimeModel.load("models/tiles")   # doctest: +SKIP
 >>> model.predict(image).verdict                # doctest: +SKIP
@@ -39,7 +41,15 @@ from defectscope.bundle import (
     score_reference,
 )
 from defectscope.data.hashing import sha256_file
-from defectscope.errors import BundleError, ConfigError
+from defectscope.runtime.backends import (  # noqa: F401 (make_session, PROVIDERS: used here before)
+    IR_FILE,
+    IR_WEIGHTS,
+    PROVIDERS,
+    check_backend,
+    make_backend,
+    make_session,
+)
+from defectscope.errors import BundleError
 from defectscope.preprocess import PreprocessConfig, Preprocessor
 from defectscope.types import InspectionResult
 
@@ -57,7 +67,7 @@ ANOMALY_MODELS = ("patchcore", "padim")
 SUPERVISED_MODELS = ("classifier", "segmenter")
 BOX_MODELS = ("reference", "detector")
 SUPPORTED_MODELS = ANOMALY_MODELS + SUPERVISED_MODELS + BOX_MODELS
-PROVIDERS = ("cpu", "openvino")
+BACKEND_LABELS = {"onnxruntime": "ONNX runtime", "openvino": "OpenVINO runtime"}
 NETWORK_PREFIXES = ("backbone.", "net.")  # bundle arrays that live in the ONNX file instead
 
 
@@ -119,29 +129,6 @@ def runtime_class(name: Any) -> "type[RuntimeModel]":
     return classes[name]
 
 
-def make_session(onnx_path: Path, provider: str = "cpu"):
-    """An onnxruntime session: all graph optimisations, onnxruntime's default thread count.
-
-    ``provider="openvino"`` uses OpenVINO's execution provider (``onnxruntime-openvino``) in FP32;
-    its CPU default of bf16 moves scores, which the parity check would then refuse.
-    """
-    import onnxruntime as ort
-
-    if provider not in PROVIDERS:
-        raise ConfigError(f"provider must be one of {PROVIDERS}, not {provider!r}")
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    # onnxruntime's worker threads spin after each run by default; on a small CPU they then
-    # compete with faiss's search threads that follow, which doubled PatchCore's scoring time.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    providers: list[Any] = ["CPUExecutionProvider"]
-    if provider == "openvino":
-        if "OpenVINOExecutionProvider" not in ort.get_available_providers():
-            raise ConfigError("OpenVINO is not installed: pip install onnxruntime-openvino")
-        providers.insert(0, ("OpenVINOExecutionProvider", {"precision": "FP32"}))
-    return ort.InferenceSession(str(onnx_path), options, providers=providers)
-
-
 def read_references(model_dir: Path, info: dict[str, Any]) -> list[Reference]:
     """The bundle's reference images (RGB, with their templates where stored) and recorded
     scores, each named by its source or file; none is an error."""
@@ -175,6 +162,7 @@ class RuntimeModel:
     """
 
     output_name: ClassVar[str] = OUTPUT_NAME
+    backend: str = "onnxruntime"  # what runs the network (``from_onnx`` sets it)
 
     def __init__(self, model_dir: Path, info: dict[str, Any], session,
                  preprocessor: Preprocessor, tolerance: float = DEFAULT_TOLERANCE) -> None:
@@ -199,13 +187,17 @@ class RuntimeModel:
     @classmethod
     def from_onnx(cls, model_dir: str | os.PathLike[str], onnx_path: str | os.PathLike[str],
                   tolerance: float = DEFAULT_TOLERANCE, provider: str = "cpu",
-                  preprocess: dict[str, Any] | None = None) -> "RuntimeModel":
-        """Bundle + an ONNX file, unchecked against ``export.json`` (what ``export`` builds on).
+                  preprocess: dict[str, Any] | None = None,
+                  backend: str = "onnxruntime") -> "RuntimeModel":
+        """Bundle + an exported network, unchecked against ``export.json`` (what ``export``
+        builds on): ``onnx_path`` is the ONNX file, or for ``backend="openvino"`` the IR's
+        ``.xml`` (an ONNX file works there too).
 
         ``preprocess`` is the preprocessing the torch model used (``export.json`` records it, so
         defaults that changed since an old bundle was written cannot creep in); by default
         ``bundle.json``'s.
         """
+        check_backend(backend)
         model_dir = Path(model_dir)
         info = read_bundle_info(model_dir)
         try:
@@ -220,13 +212,21 @@ class RuntimeModel:
         preprocessor = Preprocessor(config).restore(
             {k[len("preprocess."):]: v for k, v in arrays.items() if k.startswith("preprocess.")})
         rest = {k: v for k, v in arrays.items() if not k.startswith("preprocess.")}
-        return kind.from_arrays(model_dir, info, rest, make_session(Path(onnx_path), provider),
-                                preprocessor, tolerance)
+        session = make_backend(Path(onnx_path), backend, provider)
+        model = kind.from_arrays(model_dir, info, rest, session, preprocessor, tolerance)
+        model.backend = backend
+        return model
 
     @classmethod
     def load(cls, model_dir: str | os.PathLike[str], onnx_dir: str | os.PathLike[str] | None = None,
-             provider: str = "cpu") -> "RuntimeModel":
-        """Check the bundle, the export and the reference scores; refuse to start on any mismatch."""
+             provider: str = "cpu", backend: str = "onnxruntime") -> "RuntimeModel":
+        """Check the bundle, the export and the reference scores; refuse to start on any mismatch.
+
+        ``backend`` (``BACKENDS``) runs the network: ``onnxruntime`` on ``model.onnx``, or
+        ``openvino`` on the IR that ``export --format openvino`` wrote beside it (its files'
+        hashes and the reference scores are checked the same way).
+        """
+        check_backend(backend)
         model_dir = Path(model_dir)
         onnx_dir = Path(onnx_dir) if onnx_dir is not None else model_dir / ONNX_DIR
         onnx_path, export_path = onnx_dir / ONNX_FILE, onnx_dir / EXPORT_JSON
@@ -240,18 +240,21 @@ class RuntimeModel:
         if sha256_file(onnx_path) != export.get("onnx_sha256"):
             raise BundleError(f"{onnx_path}: content changed since export (sha256 mismatch); "
                               "export the model again")
-        model = cls.from_onnx(model_dir, onnx_path, float(export.get("tolerance", DEFAULT_TOLERANCE)),
-                              provider, export.get("preprocess"))
+        network = onnx_path if backend == "onnxruntime" else checked_ir(model_dir, onnx_dir,
+                                                                        export)
+        model = cls.from_onnx(model_dir, network, float(export.get("tolerance", DEFAULT_TOLERANCE)),
+                              provider, export.get("preprocess"), backend)
         if export.get("bundle_tensors_sha256") != model.info["files"][TENSORS]:
             raise BundleError(f"{onnx_dir}: exported from another version of the model; "
                               "export it again")
+        label = BACKEND_LABELS[backend]
         failed = [c for c in model.check_references() if not c.ok]
         if failed:
-            raise ParityError(f"{model_dir}: the ONNX runtime scores reference images differently "
+            raise ParityError(f"{model_dir}: the {label} scores reference images differently "
                               "from the trained model: " + describe(failed))
         problems = model.check_export(export)
         if problems:
-            raise ParityError(f"{model_dir}: the ONNX runtime disagrees with what the trained "
+            raise ParityError(f"{model_dir}: the {label} disagrees with what the trained "
                               "model gave the reference images at export: " + "; ".join(problems))
         return model
 
@@ -280,6 +283,24 @@ class RuntimeModel:
         raise NotImplementedError
 
 
+def checked_ir(model_dir: Path, onnx_dir: Path, export: dict[str, Any]) -> Path:
+    """The OpenVINO IR (``.xml``) that ``export.json`` certifies, its two files' hashes checked;
+    a folder exported without it, a missing or a changed file is a ``BundleError``."""
+    record = export.get("openvino")
+    if not isinstance(record, dict):
+        raise BundleError(f"{onnx_dir}: the export has no OpenVINO IR; create it with: "
+                          f"defectscope export --model {model_dir} --format openvino")
+    for name, key in ((IR_FILE, "xml_sha256"), (IR_WEIGHTS, "bin_sha256")):
+        path = onnx_dir / name
+        if not path.is_file():
+            raise BundleError(f"{path}: missing from the OpenVINO export; export the model "
+                              "again with --format openvino")
+        if sha256_file(path) != record.get(key):
+            raise BundleError(f"{path}: content changed since export (sha256 mismatch); "
+                              "export the model again")
+    return onnx_dir / IR_FILE
+
+
 def describe(checks: Sequence[ReferenceCheck]) -> str:
     return "; ".join(f"{c.source}: expected {c.expected:.6g}, got {c.score:.6g} "
                      f"(limit {c.limit:.3g})" for c in checks)
@@ -292,8 +313,9 @@ class RuntimeInspector:
     >>> RuntimeInspector("models/tiles").inspect(image).verdict   # doctest: +SKIP
     """
 
-    def __init__(self, model_dir: str | os.PathLike[str], provider: str = "cpu") -> None:
-        self.model = RuntimeModel.load(model_dir, provider=provider)
+    def __init__(self, model_dir: str | os.PathLike[str], provider: str = "cpu",
+                 backend: str = "onnxruntime") -> None:
+        self.model = RuntimeModel.load(model_dir, provider=provider, backend=backend)
         self.model_dir = Path(model_dir)
         self.model_version: str = self.model.model_version
         self.dataset_version: str | None = self.model.dataset_version

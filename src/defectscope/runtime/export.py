@@ -32,6 +32,10 @@ the limit; the reference model, whose network input is a
 fixed window size, has no resized checks. ``export.json`` records them, and
 ``RuntimeModel.load`` compares the runtime's detections with them again.
 
+With ``formats=("onnx", "openvino")`` the ONNX file is also converted to OpenVINO IR
+(``model.xml``, ``model.bin``, FP32) and the same checks run again on OpenVINO; ``export.json``'s
+``"openvino"`` record holds their results and the IR files' hashes, which load checks.
+
 >>> export_onnx("models/tiles")   # writes models/tiles/onnx/{model.onnx,export.json}  # doctest: +SKIP
 """
 
@@ -52,8 +56,9 @@ from torch import nn
 
 from defectscope.bundle import TENSORS, Reference, load_bundle
 from defectscope.data.hashing import sha256_file
-from defectscope.errors import AlignmentError, BundleError
+from defectscope.errors import AlignmentError, BundleError, ConfigError
 from defectscope.fileio import staged_folder
+from defectscope.runtime.backends import IR_FILE, IR_WEIGHTS, convert_to_ir, openvino_version
 from defectscope.runtime.engine import (
     ANOMALY_MODELS,
     BOX_MODELS,
@@ -79,6 +84,7 @@ from defectscope.runtime.reference import (
 )
 
 OPSET = 17
+FORMATS = ("onnx", "openvino")  # what export_onnx writes: ONNX always, OpenVINO IR on request
 ASPECTS = ((1, 1), (1, 2), (2, 1), (3, 4))  # height:width of the extra input-size checks
 
 
@@ -238,17 +244,76 @@ def _size_checks(bundle, runtime: RuntimeModel, image: np.ndarray, limit: float)
     return rows
 
 
+def _certify(bundle, runtime: RuntimeModel, references: list[Reference],
+             label: str) -> dict[str, Any]:
+    """Torch against ``runtime`` on every reference image and on resized ones: the record's
+    checks, or a ``ParityError`` (naming ``label``, the backend, but for onnxruntime) on the
+    first that fails."""
+    prefix = "" if label == "onnxruntime" else f"{label}: "
+    checks = runtime.check_references()
+    maps = [_map_difference(_anomaly(bundle.model, r)[1], _anomaly(runtime, r)[1])
+            for r in references]
+    probabilities = [_probability_difference(bundle.model, runtime, r.image) for r in references]
+    limit = checks[0].limit
+    boxes = [_detection_check(bundle.model, runtime, r, limit)
+             if bundle.model.name in BOX_MODELS else {} for r in references]
+    sizes = _size_checks(bundle, runtime, references[0].image, limit)
+    failed = [c for c in checks if not c.ok]
+    if failed:
+        raise ParityError(prefix + f"the exported model scores reference images differently "
+                          f"from the trained model: {describe(failed)}; nothing was written")
+    bad_sizes = [row for row in sizes if not row["ok"]]
+    if bad_sizes:
+        raise ParityError(prefix + f"the exported model disagrees with torch at input sizes "
+                          + ", ".join(f"{row['input_size']} (torch {row['torch']:.6g}, "
+                                      f"{prefix[:-2] or 'onnx'} {row['onnx']:.6g})"
+                                      for row in bad_sizes)
+                          + f" beyond {limit:.3g}; nothing was written")
+    max_probability = _largest(probabilities + [row["probability_max_abs_diff"] for row in sizes])
+    if max_probability is not None and not max_probability <= limit:
+        raise ParityError(prefix + f"the exported classifier's class probabilities differ from "
+                          f"torch's by {max_probability:.3g}, beyond {limit:.3g}; nothing was "
+                          "written")
+    bad_boxes = [(c, row) for c, row in zip(checks, boxes) if row and not (
+        row["box_max_abs_diff"] <= BOX_TOLERANCE_PX and row["confidence_max_abs_diff"] <= limit)]
+    if bad_boxes:
+        raise ParityError(prefix + f"the exported model's detections differ from torch's on "
+                          "reference images " + ", ".join(
+                              f"{c.source} (box {row['box_max_abs_diff']:.3g} px, confidence "
+                              f"{row['confidence_max_abs_diff']:.3g})" for c, row in bad_boxes)
+                          + f" beyond {BOX_TOLERANCE_PX} px or {limit:.3g} (different labels "
+                          "or box counts show as inf); nothing was written")
+    return {
+        "references": [dict(c.to_dict(), map_max_abs_diff=m, probability_max_abs_diff=q, **b)
+                       for c, m, q, b in zip(checks, maps, probabilities, boxes)],
+        "max_score_difference": max(c.difference for c in checks),
+        "max_map_abs_diff": _largest(maps),  # None: the model draws no map (classifier)
+        "max_probability_abs_diff": max_probability,  # None: not a classifier
+        # None: not a box model
+        "max_box_abs_diff": _largest([b.get("box_max_abs_diff") for b in boxes]),
+        "input_size_checks": sizes,
+    }
+
+
 def export_onnx(model_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str] | None = None,
-                tolerance: float = DEFAULT_TOLERANCE) -> Path:
+                tolerance: float = DEFAULT_TOLERANCE, formats: tuple[str, ...] = ("onnx",)
+                ) -> Path:
     """Export ``model_dir``'s network to ``out_dir`` (default ``model_dir/onnx``) and prove it.
+
+    ``formats``: ``"onnx"`` is always written; with ``"openvino"`` the ONNX file is converted to
+    OpenVINO IR beside it (``model.xml``, ``model.bin``, FP32), which must pass the same checks
+    against torch (recorded under ``export.json``'s ``"openvino"``).
 
     Raises ``ParityError`` (and writes nothing) if a reference image or a resized one scores
     differently from the torch model by more than ``tolerance * threshold`` (for the classifier:
     or a class probability differs by more; for the reference model: or a reference image's
-    detections differ). Returns ``out_dir``.
+    detections differ), on any backend exported. Returns ``out_dir``.
     """
     import onnxruntime
 
+    unknown = sorted(set(formats) - set(FORMATS))
+    if unknown:
+        raise ConfigError(f"unknown export format {unknown[0]!r}: use {', '.join(FORMATS)}")
     model_dir = Path(model_dir)
     out_dir = Path(out_dir) if out_dir is not None else model_dir / ONNX_DIR
     bundle = load_bundle(model_dir)
@@ -259,40 +324,7 @@ def export_onnx(model_dir: str | os.PathLike[str], out_dir: str | os.PathLike[st
         _export_graph(graph, graph.example(references[0]), onnx_path)
         preprocess = bundle.model.preprocess_config.to_dict()  # what the torch model really ran
         runtime = RuntimeModel.from_onnx(model_dir, onnx_path, tolerance, preprocess=preprocess)
-        checks = runtime.check_references()
-        maps = [_map_difference(_anomaly(bundle.model, r)[1], _anomaly(runtime, r)[1])
-                for r in references]
-        probabilities = [_probability_difference(bundle.model, runtime, r.image)
-                         for r in references]
-        limit = checks[0].limit
-        boxes = [_detection_check(bundle.model, runtime, r, limit)
-                 if bundle.model.name in BOX_MODELS else {} for r in references]
-        sizes = _size_checks(bundle, runtime, references[0].image, limit)
-        failed = [c for c in checks if not c.ok]
-        if failed:
-            raise ParityError("the exported model scores reference images differently from the "
-                              f"trained model: {describe(failed)}; nothing was written")
-        bad_sizes = [row for row in sizes if not row["ok"]]
-        if bad_sizes:
-            raise ParityError("the exported model disagrees with torch at input sizes " + ", ".join(
-                f"{row['input_size']} (torch {row['torch']:.6g}, onnx {row['onnx']:.6g})"
-                for row in bad_sizes) + f" beyond {limit:.3g}; nothing was written")
-        max_probability = _largest(probabilities + [row["probability_max_abs_diff"]
-                                                    for row in sizes])
-        if max_probability is not None and not max_probability <= limit:
-            raise ParityError("the exported classifier's class probabilities differ from "
-                              f"torch's by {max_probability:.3g}, beyond {limit:.3g}; nothing "
-                              "was written")
-        bad_boxes = [(c, row) for c, row in zip(checks, boxes) if row and not (
-            row["box_max_abs_diff"] <= BOX_TOLERANCE_PX
-            and row["confidence_max_abs_diff"] <= limit)]
-        if bad_boxes:
-            raise ParityError("the exported model's detections differ from torch's on reference "
-                              "images " + ", ".join(
-                                  f"{c.source} (box {row['box_max_abs_diff']:.3g} px, confidence "
-                                  f"{row['confidence_max_abs_diff']:.3g})" for c, row in bad_boxes)
-                              + f" beyond {BOX_TOLERANCE_PX} px or {limit:.3g} (different labels "
-                              "or box counts show as inf); nothing was written")
+        certificate = _certify(bundle, runtime, references, "onnxruntime")
         record: dict[str, Any] = {
             "format": "defectscope-onnx",
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -309,17 +341,27 @@ def export_onnx(model_dir: str | os.PathLike[str], out_dir: str | os.PathLike[st
             "tolerance": tolerance,
             "tolerance_rule": "abs(runtime score - recorded score) <= tolerance * threshold",
             "threshold": runtime.threshold,
-            "references": [dict(c.to_dict(), map_max_abs_diff=m, probability_max_abs_diff=q,
-                                **b) for c, m, q, b in zip(checks, maps, probabilities, boxes)],
-            "max_score_difference": max(c.difference for c in checks),
-            "max_map_abs_diff": _largest(maps),  # None: the model draws no map (classifier)
-            "max_probability_abs_diff": max_probability,  # None: not a classifier
-            # None: not a box model
-            "max_box_abs_diff": _largest([b.get("box_max_abs_diff") for b in boxes]),
+            **certificate,
             "box_tolerance_px": BOX_TOLERANCE_PX if bundle.model.name in BOX_MODELS else None,
-            "input_size_checks": sizes,
             "onnxruntime_version": onnxruntime.__version__,
             "torch_version": torch.__version__,
         }
+        if "openvino" in formats:
+            record["openvino"] = _export_openvino(bundle, model_dir, onnx_path, references,
+                                                  tolerance, preprocess)
         (staging / EXPORT_JSON).write_text(json.dumps(record, indent=2))
     return out_dir
+
+
+def _export_openvino(bundle, model_dir: Path, onnx_path: Path, references: list[Reference],
+                     tolerance: float, preprocess: dict[str, Any]) -> dict[str, Any]:
+    """Convert ``onnx_path`` to IR beside it and certify it as the ONNX file was: the
+    ``"openvino"`` record of ``export.json`` (files, hashes, version, checks)."""
+    xml_path = convert_to_ir(onnx_path, onnx_path.with_name(IR_FILE))
+    runtime = RuntimeModel.from_onnx(model_dir, xml_path, tolerance, preprocess=preprocess,
+                                     backend="openvino")
+    certificate = _certify(bundle, runtime, references, "openvino")
+    return {"xml_file": IR_FILE, "bin_file": IR_WEIGHTS,
+            "xml_sha256": sha256_file(xml_path),
+            "bin_sha256": sha256_file(xml_path.with_name(IR_WEIGHTS)),
+            "precision": "f32", "openvino_version": openvino_version(), **certificate}
