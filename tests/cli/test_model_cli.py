@@ -142,3 +142,19 @@ def test_test_on_an_unsplit_batch_scores_every_unseen_image_and_says_so(
     out = capsys.readouterr().out
     assert "note: the dataset has no splits" in out
     assert "no splits" in (tmp_path / "batch-report.html").read_text()
+
+
+def test_max_minutes_bounds_network_training_through_its_config():
+    from defectscope.cli import build_parser
+    from defectscope.cli.model import model_options
+
+    args = build_parser().parse_args(["train", "--model", "classifier", "--data", "x", "--out",
+                                      "y", "--max-minutes", "2"])
+    assert model_options(args)["max_train_seconds"] == 120.0
+    args = build_parser().parse_args(["train", "--model", "patchcore", "--data", "x", "--out",
+                                      "y", "--max-minutes", "2"])
+    assert "max_train_seconds" not in model_options(args)  # the anomaly path bounds its own fit
+    args = build_parser().parse_args(["train", "--model", "classifier", "--data", "x", "--out",
+                                      "y", "--max-minutes", "-1"])
+    with pytest.raises(Exception, match="--max-minutes must be > 0"):
+        model_options(args)

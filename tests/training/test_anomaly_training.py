@@ -69,3 +69,23 @@ def test_an_image_changed_since_import_is_refused(tiny_mvtec, tmp_path):
     with pytest.raises(DefectscopeError, match="003.png.*changed since"):
         train_anomaly(manifest, "patchcore", tmp_path / "model", options=FAST_OPTIONS,
                       progress=False)
+
+
+def test_a_time_limit_fits_on_the_images_read_by_then(tiny_mvtec, tmp_path):
+    manifest = import_mvtec(tiny_mvtec).manifest
+    messages: list[str] = []
+    result = train_anomaly(manifest, "padim", tmp_path / "m", options=FAST_OPTIONS,
+                           progress=False, tune="off", max_seconds=1e-6, log=messages.append)
+    n_train = len(result.manifest.select(split="train", good=True))
+    assert n_train > 2 and result.model.n_train_images_ == 2
+    assert any(f"first 2 of {n_train}" in m for m in messages)
+    assert result.model.threshold_ is not None  # still calibrated and saved
+
+
+def test_a_bad_time_limit_is_refused(tiny_mvtec, tmp_path):
+    from defectscope.errors import DataError
+
+    manifest = import_mvtec(tiny_mvtec).manifest
+    with pytest.raises(DataError, match="max_seconds"):
+        train_anomaly(manifest, "padim", tmp_path / "m", options=FAST_OPTIONS, progress=False,
+                      max_seconds=0)

@@ -12,6 +12,7 @@ import sys
 from typing import Sequence
 
 from defectscope import __version__
+from defectscope.cli.threads import apply_thread_settings
 from defectscope.errors import DefectscopeError
 
 
@@ -24,6 +25,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Automated visual inspection: train on images of parts, then inspect parts.",
     )
     parser.add_argument("--version", action="version", version=f"defectscope {__version__}")
+    parser.add_argument("--threads", type=int, metavar="N",
+                        help="CPU threads for torch and OpenMP (default: the cores this process "
+                        "may use, or OMP_NUM_THREADS when set); waiting threads always sleep "
+                        "(OMP_WAIT_POLICY=PASSIVE unless set), so training beside other jobs "
+                        "does not slow tenfold")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     model.register(subparsers)
     data.register(subparsers)
@@ -44,6 +50,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2
+    if args.threads is not None and args.threads < 1:
+        print(f"defectscope: error: --threads must be at least 1, not {args.threads}",
+              file=sys.stderr)
+        return 2
+    apply_thread_settings(args.threads)  # before a handler imports torch
     try:
         return int(args.handler(args) or 0)
     except DefectscopeError as error:

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -80,6 +81,10 @@ def _add_train(subparsers) -> None:
                         help="share of good training images held back to calibrate when the data "
                         "has no validation split (default 0.15)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--max-minutes", type=float, metavar="M",
+                        help="bound the training: networks stop at the limit keeping their best "
+                        "checkpoint; PatchCore/PaDiM tune within half of it and fit on the "
+                        "images read by then (the output says how many); default: no limit")
     parser.add_argument("--near-duplicates", action="store_true",
                         help="find re-shots of one spot (other lighting, small shift) first, so "
                         "any split train makes keeps them together (about 50 ms per image)")
@@ -159,6 +164,15 @@ def model_options(args: argparse.Namespace) -> dict[str, Any]:
             options[name] = value
     if args.backbone_weights is not None and not Path(args.backbone_weights).is_file():
         raise ConfigError(f"--backbone-weights {args.backbone_weights}: no such file")
+    max_minutes = getattr(args, "max_minutes", None)
+    if max_minutes is not None:
+        if not max_minutes > 0:
+            raise ConfigError(f"--max-minutes must be > 0, not {max_minutes}")
+        from defectscope.models.registry import model_class
+
+        fields = {f.name for f in dataclasses.fields(model_class(args.model).config_class)}
+        if "max_train_seconds" in fields:  # networks; anomaly models get it in train_anomaly
+            options.setdefault("max_train_seconds", 60.0 * max_minutes)
     if getattr(args, "preprocess", None):
         from defectscope.cli.preprocess import load_steps_file
 
@@ -194,6 +208,7 @@ def run_train(args: argparse.Namespace) -> int:
         threshold_rule=args.threshold_rule, threshold_target=args.threshold_target,
         val_fraction=args.val_fraction, seed=args.seed, overwrite=args.overwrite,
         progress=not args.quiet, tune=args.tune, tune_budget=args.tune_budget,
+        max_seconds=60.0 * args.max_minutes if args.max_minutes else None,
         log=lambda message: print(message, file=sys.stderr))
     print(format_summary(result.manifest))
     if result.tuning is not None:

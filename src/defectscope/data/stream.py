@@ -9,6 +9,7 @@ Decoding (Pillow releases the GIL) overlaps with the network's forward pass, whi
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterable, Iterator, TypeVar
@@ -44,3 +45,35 @@ def load_verified(path, sha256: str) -> np.ndarray:
         raise DataError(f"{path}: changed since the dataset was imported (sha256 differs); "
                         "re-import the dataset to record the new content")
     return load_image(path)
+
+
+def until(items: Iterable[T], deadline: float | None, minimum: int = 2,
+          clock: Callable[[], float] = time.perf_counter) -> Iterator[T]:
+    """``items`` until ``clock()`` passes ``deadline`` (``None``: all of them), but at least
+    ``minimum`` (a fit needs a few images whatever the limit).
+
+    >>> list(until(range(5), deadline=None))
+    [0, 1, 2, 3, 4]
+    >>> list(until(range(5), deadline=0.0, clock=lambda: 1.0))
+    [0, 1]
+    """
+    for index, item in enumerate(items):
+        if deadline is not None and index >= minimum and clock() > deadline:
+            return
+        yield item
+
+
+class Counted(Iterator[T]):
+    """An iterator that counts what it has yielded (``count``)."""
+
+    def __init__(self, items: Iterable[T]) -> None:
+        self._items = iter(items)
+        self.count = 0
+
+    def __iter__(self) -> "Counted[T]":
+        return self
+
+    def __next__(self) -> T:
+        item = next(self._items)
+        self.count += 1
+        return item

@@ -35,6 +35,8 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm import tqdm
 
+from defectscope.training.eta import format_remaining, remaining_seconds
+
 
 def _conv(cin: int, cout: int) -> list[nn.Module]:
     return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout),
@@ -247,7 +249,8 @@ def train_reference_net(net: nn.Module, train: TrainArrays, val: TrainArrays, co
                         "val_candidate_ap": round(score, 5), "val_loss": round(val_loss, 5),
                         "seconds": round(elapsed, 1)})
         log(f"reference epoch {epoch}/{epochs}: loss {total / max(seen, 1):.4f}, validation "
-            f"candidate AP {score:.4f}, loss {val_loss:.4f} ({elapsed:.0f} s)")
+            f"candidate AP {score:.4f}, loss {val_loss:.4f} ({elapsed:.0f} s; "
+            f"{format_remaining(remaining_seconds(elapsed, epoch, epochs, max_train_seconds))})")
         # AP ranks; once it saturates (small or easy validation sets) the lower loss, i.e. the
         # more confident and better-placed boxes, decides.
         if (round(score, 4), -val_loss) > (round(best_score, 4), -best_loss):

@@ -30,7 +30,7 @@ from defectscope.bundle import Reference, save_bundle
 from defectscope.data.manifest import Manifest
 from defectscope.data.splits import hold_out, split_manifest
 from defectscope.data.images import load_mask
-from defectscope.data.stream import load_verified, stream_images
+from defectscope.data.stream import Counted, load_verified, stream_images, until
 from defectscope.errors import DataError
 from defectscope.evaluation.thresholds import ThresholdCalibration, calibrate_threshold
 from defectscope.models.registry import create_model
@@ -147,15 +147,25 @@ def train_anomaly(
     progress: bool = True,
     tune: str = "auto",
     tune_budget: float = DEFAULT_TUNE_BUDGET,
+    max_seconds: float | None = None,
     log: Callable[[str], None] = lambda message: None,
 ) -> TrainResult:
     """Tune (see the module docstring), fit on good train images, calibrate on val, write the
-    bundle to ``out_dir``."""
+    bundle to ``out_dir``.
+
+    ``max_seconds`` bounds the work: tuning gets at most half of it, and the fit stops reading
+    training images when it is spent (fitting on those read so far, which the log and the
+    bundle's ``n_train_images`` say)."""
     options = dict(options or {})
     model = create_model(model_name, **options)  # bad names fail before any work
     check_mode(tune)
     if tune_budget <= 0:
         raise DataError(f"tune budget must be > 0 seconds, got {tune_budget}")
+    if max_seconds is not None:
+        if not max_seconds > 0:
+            raise DataError(f"max_seconds must be > 0, got {max_seconds}")
+        tune_budget = min(tune_budget, 0.5 * max_seconds)
+    deadline = None if max_seconds is None else time.perf_counter() + max_seconds
     manifest, messages = prepare_splits(manifest, val_fraction, seed)
     for message in messages:
         log(message)
@@ -187,9 +197,12 @@ def train_anomaly(
            else ""))
 
     bar = tqdm(total=len(train), desc="fit", unit="img", disable=not progress)
-    model.fit((image for _, image in stream_images(train, _loader(manifest))),
-              progress=bar.update)
+    fitted = Counted(until(stream_images(train, _loader(manifest)), deadline))
+    model.fit((image for _, image in fitted), progress=bar.update)
     bar.close()
+    if fitted.count < len(train):
+        log(f"time limit: fitted on the first {fitted.count} of {len(train)} good training "
+            "images (raise --max-minutes to use them all)")
 
     scores = _score_split(model, manifest, val, "calibrate", progress)
     synthetic_scores = ([model.anomaly(image)[0] for image, _ in synthetic]
@@ -207,7 +220,7 @@ def train_anomaly(
            "defects caught" if calibration.synthetic_recall is not None else ""))
 
     references = _references(model, manifest, val)
-    metrics = {"fit_seconds": round(fit_seconds, 3), "n_train_images": len(train),
+    metrics = {"fit_seconds": round(fit_seconds, 3), "n_train_images": fitted.count,
                "n_val_images": len(val)}
     if hasattr(model, "memory_bank_"):
         metrics["memory_bank_size"] = int(model.memory_bank_.shape[0])

@@ -28,6 +28,7 @@ from torch import nn
 from tqdm import tqdm
 
 from defectscope.training.averaging import WeightAverage, validate_averaged
+from defectscope.training.eta import format_remaining, remaining_seconds
 
 Batch = tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]
 
@@ -128,7 +129,9 @@ def fit_detection_network(net: nn.Module, batches: Callable[[int], Iterable[Batc
         log(f"epoch {epoch}/{config.epochs}{' (partial)' if out_of_time else ''}: loss "
             f"{record['loss']:.4f}"
             + (f", validation mAP@0.5 {record['val']:.4f}" if "val" in record else "")
-            + f" ({time.perf_counter() - started:.0f} s)")
+            + f" ({time.perf_counter() - started:.0f} s; "
+            + format_remaining(remaining_seconds(time.perf_counter() - started, epoch,
+                                                 config.epochs, budget)) + ")")
     if out_of_time:
         log(f"stopped at the time budget (max_train_seconds {budget:g}) after {step} steps")
     if best["state"] is not None:

@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from defectscope.data.augment import AugmentConfig, augment
 from defectscope.training.averaging import WeightAverage, validate_averaged
+from defectscope.training.eta import format_remaining, remaining_seconds
 from defectscope.training.samplers import epoch_order
 
 
@@ -107,8 +108,10 @@ def fit_network(net: nn.Module, spec: LoopSpec, x_train: np.ndarray, y_train: li
         metric = validate_averaged(net, average, spec.metric)
         spec.history.append({"epoch": epoch + 1, "loss": total / max(count, 1), "val": metric,
                              "warmup": warmup})
-        log(f"epoch {epoch + 1}: train loss {total / max(count, 1):.4f}, validation metric "
-            f"{metric:.4f}")
+        left = remaining_seconds(time.perf_counter() - started, epoch + 1, config.epochs,
+                                 config.max_train_seconds)
+        log(f"epoch {epoch + 1}/{config.epochs}: train loss {total / max(count, 1):.4f}, "
+            f"validation metric {metric:.4f}; {format_remaining(left)}")
         if metric > best_metric:
             best_metric, best_epoch = metric, epoch
             best_state = copy.deepcopy(average.state if average is not None else net.state_dict())
