@@ -12,6 +12,8 @@ from defectscope.evaluation.plots import (
     plot_pr,
     plot_roc,
     plot_score_histograms,
+    caught_records,
+    plot_caught_overlays,
     plot_worst_overlays,
     worst_records,
 )
@@ -99,3 +101,24 @@ def test_overlays_skip_without_maps(tmp_path):
 def test_overlays_accept_grey_and_colour_images(tmp_path, image):
     records = [_record("a", "dent", 0.2)]
     assert _is_png(plot_worst_overlays(records, 0.5, lambda _: image, tmp_path / "w.png"))
+
+
+def test_caught_records_show_every_caught_type_in_turn():
+    records = [
+        _record("dent_high", "dent", 0.9),
+        _record("dent_mid", "dent", 0.7),
+        _record("dent_missed", "dent", 0.3),
+        _record("scratch", "scratch", 0.6),
+        _record("reject", "good", 0.95),
+        ImageRecord("no_map.png", "dent", 0.99, "NG"),
+    ]
+    names = [r.path for r in caught_records(records, threshold=0.5)]
+    assert names == ["dent_high.png", "scratch.png", "dent_mid.png"]
+    assert [r.path for r in caught_records(records, threshold=0.5, n=1)] == ["dent_high.png"]
+
+
+def test_caught_overlays_draw_the_catches_and_nothing_without_any(tmp_path):
+    records = [_record("a", "dent", 0.8), _record("b", "good", 0.1)]
+    assert _is_png(plot_caught_overlays(records, 0.5, None, tmp_path / "c.png"))
+    assert plot_caught_overlays(records, 0.9, None, tmp_path / "none.png") is None
+    assert not (tmp_path / "none.png").exists()

@@ -117,11 +117,13 @@ def test_write_report_writes_json_plots_and_html(records, tmp_path):
     assert paths["json"] == tmp_path / "out" / "report.json"
     assert paths["html"] == tmp_path / "out" / "report.html"
     assert json.loads(paths["json"].read_text()) == report
-    for name in ("roc", "pr", "histograms", "overlays"):
+    for name in ("roc", "pr", "histograms", "caught", "overlays"):
         assert paths[name].parent == tmp_path / "out" / "report_files"
         assert paths[name].read_bytes().startswith(b"\x89PNG")
     html = paths["html"].read_text()
     assert 'src="report_files/roc.png"' in html
+    assert 'src="report_files/caught.png"' in html and "Defects caught" in html
+    assert 'src="report_files/worst.png"' in html and "Misses" in html
     assert "&lt;b&gt;padim&lt;/b&gt;" in html
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["report.html", "report.json", "report_files"]
 

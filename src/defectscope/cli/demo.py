@@ -19,11 +19,15 @@ def sample_dataset_path() -> Path:
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "demo", help="train and test on the bundled sample of real images (no setup needed)",
-        description="Train PatchCore (or --model) on the bundled magnetic-tile sample, evaluate "
+        description="Train PaDiM (or --model) on the bundled magnetic-tile sample, evaluate "
         "it on the sample's test images and write the model folder and the report.")
     parser.add_argument("--out", default="runs/demo", metavar="DIR",
                         help="where the model folder and report go (default runs/demo)")
-    parser.add_argument("--model", default="patchcore", help="model to train (default patchcore)")
+    # PaDiM: the better of the two anomaly models by the mean over the anomaly suite's datasets
+    # (image AUROC 0.938 vs 0.902, F1 at the threshold 0.871 vs 0.815; README), not by the sample.
+    parser.add_argument("--model", default="padim",
+                        help="model to train (default padim: the better mean over the anomaly "
+                        "benchmark's datasets; patchcore also works)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(handler=run_demo)
 

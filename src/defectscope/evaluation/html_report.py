@@ -45,7 +45,8 @@ _PLOT_TITLES = {
     "roc": "ROC curve",
     "pr": "Precision-recall curve",
     "histograms": "Score histograms",
-    "overlays": "Worst cases",
+    "caught": "Defects caught: the anomaly map over each image, the true defect outlined in white",
+    "overlays": "Misses: escapes, then false rejects (or, without any, the closest calls)",
     "tradeoff": "False rejects against escapes",
 }
 _STYLE = """

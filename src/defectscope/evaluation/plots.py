@@ -147,6 +147,26 @@ def _load(image_loader: Callable[[str], np.ndarray] | None, path: str) -> np.nda
         return None  # the tile still shows the anomaly map; one unreadable image must not end a report
 
 
+def caught_records(
+    records: Sequence["ImageRecord"], threshold: float, n: int = 8
+) -> list["ImageRecord"]:
+    """Defects caught (at or above the threshold), taken one defect type at a time in turn so
+    every type that was caught shows, the highest score of each type first. Only records with
+    an anomaly map count."""
+    by_type: dict[str, list] = {}
+    for record in records:
+        if (record.anomaly_map is not None and np.isfinite(record.score)
+                and record.label != GOOD and record.score >= threshold):
+            by_type.setdefault(record.label, []).append(record)
+    queues = [sorted(group, key=lambda r: -r.score) for _, group in sorted(by_type.items())]
+    chosen: list = []
+    while len(chosen) < n and any(queues):
+        for queue in queues:
+            if queue and len(chosen) < n:
+                chosen.append(queue.pop(0))
+    return chosen
+
+
 def plot_worst_overlays(
     records: Sequence["ImageRecord"],
     threshold: float,
@@ -154,11 +174,35 @@ def plot_worst_overlays(
     path: Path,
     n: int = 12,
 ) -> Path | None:
-    """A grid of the worst misses (see ``worst_records``): each image with its anomaly map on top
-    (jet, alpha 0.5, one colour scale for all tiles), the mask's outline, and label, score and
-    verdict as the title. ``image_loader(path)`` returns an RGB or grey array; without it, or when
-    it fails, the tile shows the map alone. ``None`` when no record has an anomaly map."""
-    chosen = worst_records(records, threshold, n)
+    """A grid of the worst misses (see ``worst_records``); ``None`` when no record has an
+    anomaly map. See ``plot_overlay_grid`` for what each tile shows."""
+    return plot_overlay_grid(worst_records(records, threshold, n), image_loader, path,
+                             f"Misses (escapes, then false rejects) at threshold {threshold:.4g}")
+
+
+def plot_caught_overlays(
+    records: Sequence["ImageRecord"],
+    threshold: float,
+    image_loader: Callable[[str], np.ndarray] | None,
+    path: Path,
+    n: int = 8,
+) -> Path | None:
+    """A grid of defects caught (see ``caught_records``): where the model saw each defect;
+    ``None`` when none was caught."""
+    return plot_overlay_grid(caught_records(records, threshold, n), image_loader, path,
+                             f"Defects caught at threshold {threshold:.4g}")
+
+
+def plot_overlay_grid(
+    chosen: Sequence["ImageRecord"],
+    image_loader: Callable[[str], np.ndarray] | None,
+    path: Path,
+    title: str,
+) -> Path | None:
+    """Each record's image with its anomaly map on top (jet, alpha 0.5, one colour scale for all
+    tiles), the true mask's outline in white, and label, score and verdict as the tile's title.
+    ``image_loader(path)`` returns an RGB or grey array; without it, or when it fails, the tile
+    shows the map alone. ``None`` when ``chosen`` is empty."""
     if not chosen:
         return None
     maps = [np.asarray(r.anomaly_map, dtype=np.float32) for r in chosen]
@@ -184,5 +228,5 @@ def plot_worst_overlays(
         verdict = getattr(record.verdict, "value", record.verdict)  # a Verdict or its text
         axes.set_title(f"{record.label} | {record.score:.4g} | {verdict}", fontsize=8)
         axes.set_axis_off()
-    figure.suptitle(f"Worst cases at threshold {threshold:.4g}")
+    figure.suptitle(title)
     return _save(figure, path)

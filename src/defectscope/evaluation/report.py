@@ -193,6 +193,8 @@ def _plot_all(
         "roc": plots.plot_roc(scores, is_defect, folder / "roc.png"),
         "pr": plots.plot_pr(scores, is_defect, folder / "pr.png"),
         "histograms": plots.plot_score_histograms(scores, labels, threshold, folder / "histograms.png"),
+        "caught": plots.plot_caught_overlays(records, threshold, image_loader,
+                                             folder / "caught.png"),
         "overlays": plots.plot_worst_overlays(records, threshold, image_loader, folder / "worst.png"),
         "tradeoff": plots.plot_tradeoff(scores, is_defect, threshold, folder / "tradeoff.png"),
     }
@@ -210,7 +212,8 @@ def write_report(
     """Write ``out_json``, the plots in ``<stem>_files/`` beside it, and ``<stem>.html``.
 
     Returns the paths written, keyed ``"json"``, ``"html"`` and, when drawn, ``"roc"``, ``"pr"``,
-    ``"histograms"``, ``"overlays"``. ``image_loader(path)`` gives the image under an overlay.
+    ``"histograms"``, ``"caught"`` (heatmaps of defects caught), ``"overlays"`` (heatmaps of
+    the misses). ``image_loader(path)`` gives the image under an overlay.
 
     >>> write_report(report, records, Path("out/report.json"))  # doctest: +SKIP
     {'roc': PosixPath('out/report_files/roc.png'), ..., 'html': PosixPath('out/report.html')}
