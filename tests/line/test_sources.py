@@ -125,3 +125,20 @@ def test_genicam_without_harvesters_names_the_install(tmp_path):
             GenICamSource(tmp_path / "producer.cti")
     else:
         pytest.skip("harvesters is installed")
+
+
+def test_an_empty_file_is_read_and_refused_not_waited_on_for_ever(tmp_path, png, monkeypatch):
+    png(tmp_path / "a.png", 30)
+    (tmp_path / "b.png").write_bytes(b"")
+    batch = FolderWatchSource(tmp_path, settle_s=0.0, poll_s=0.01, include_existing=True,
+                              once=True)
+    frames = [batch.next_frame(timeout=5.0) for _ in range(3)]
+    assert frames[0].image is not None
+    assert frames[1].image is None and "empty" in frames[1].error
+    assert frames[2] is None  # the batch ended
+    watch = FolderWatchSource(tmp_path, settle_s=0.0, poll_s=0.01, include_existing=True)
+    monkeypatch.setattr(FolderWatchSource, "EMPTY_SETTLE_S", 0.3)
+    assert watch.next_frame(timeout=2.0).image is not None
+    started = time.monotonic()
+    empty = watch.next_frame(timeout=5.0)  # waits as if still being written, then reads
+    assert empty is not None and empty.image is None and time.monotonic() - started >= 0.25

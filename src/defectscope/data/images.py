@@ -43,12 +43,15 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from defectscope.data.png_check import png_structure_problem
 from defectscope.errors import ImageReadError, ImageTooLargeError
 
 # The inspection paths' limit (predict, serve, run): about 6300 x 6300 px, read from the header.
 DEFAULT_MAX_PIXELS = 40_000_000
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
+# Formats by content (Pillow's name), matching the extensions; MPO is a camera JPEG.
+READ_FORMATS = frozenset({"PNG", "JPEG", "MPO", "BMP", "TIFF", "WEBP"})
 
 _INTEGER_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
 _FIX_REPLACE = "re-export or replace the file, or remove it from the dataset"
@@ -143,6 +146,11 @@ def _open_fully(path: PathLike, max_pixels: int | None = None) -> Image.Image:
                                      "resize the image, or raise the limit (--max-pixels)")
         _check_single_frame(path, image)
         image_format = image.format
+        if image_format not in READ_FORMATS:
+            raise ImageReadError(
+                path, f"holds a {image_format} image, a format not read here (read: "
+                f"{', '.join(sorted(READ_FORMATS - {'MPO'}))}), whatever its name says",
+                "convert it to PNG")
         image.load()
         if image_format == "PNG":
             _verify_png_checksums(path)
@@ -210,6 +218,9 @@ def _verify_png_checksums(path: PathLike) -> None:
     except Exception as error:  # SyntaxError("broken PNG file ...") and relatives
         raise ImageReadError(
             path, f"PNG data fails its checksum ({error})", _FIX_REPLACE) from error
+    problem = png_structure_problem(path)
+    if problem is not None:
+        raise ImageReadError(path, f"PNG is incomplete: {problem}", _FIX_REPLACE)
 
 
 def _check_single_frame(path: PathLike, image: Image.Image) -> None:

@@ -131,11 +131,15 @@ class FolderWatchSource(Source):
 
     A file is read only when its size and modification time stayed the same for ``settle_s``
     seconds, so a camera or copy still writing it is not read half-written. Files already in the
-    folder at start are skipped unless ``include_existing``; empty files wait (they are taken as
-    not yet written). ``next_frame`` blocks until a file is ready, ``timeout`` or ``stop()``.
-    With ``once`` the source ends (None) as soon as every file in the folder has been read: a
-    batch of files rather than a line.
+    folder at start are skipped unless ``include_existing``. An empty file is taken as not yet
+    written until it has stayed empty for ``EMPTY_SETTLE_S`` (then it is read, and refused as
+    unreadable, rather than waited on for ever); with ``once`` (a batch that nobody is writing)
+    it is read after ``settle_s`` like any other. ``next_frame`` blocks until a file is ready,
+    ``timeout`` or ``stop()``. With ``once`` the source ends (None) as soon as every file in the
+    folder has been read: a batch of files rather than a line.
     """
+
+    EMPTY_SETTLE_S = 10.0
 
     def __init__(self, directory: str | Path, settle_s: float = 0.5, poll_s: float = 0.2,
                  pattern: str = "*", *, include_existing: bool = False, once: bool = False,
@@ -157,6 +161,11 @@ class FolderWatchSource(Source):
         return sorted(p.name for p in self.directory.glob(self.pattern)
                       if is_image_file(p) and not p.name.startswith("."))
 
+    def _settle_for(self, size: int) -> float:
+        if size > 0 or self.once:
+            return self.settle_s
+        return max(self.settle_s, self.EMPTY_SETTLE_S)
+
     def _ready(self) -> str | None:
         """The first file whose size and mtime have been stable for settle_s, if any."""
         now = time.monotonic()
@@ -172,7 +181,7 @@ class FolderWatchSource(Source):
             previous = self._watch.get(name)
             if previous is None or previous[:2] != key:
                 self._watch[name] = (*key, now)
-            elif stat.st_size > 0 and now - previous[2] >= self.settle_s:
+            elif now - previous[2] >= self._settle_for(stat.st_size):
                 return name
         return None
 
