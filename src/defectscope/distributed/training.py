@@ -77,8 +77,9 @@ class ShardedFitConfig:
 class ShardedFitSummary:
     shards: int
     images: int
-    seconds: float
+    seconds: float  # the whole sharded fit, starting Ray included
     shard_sizes: tuple[int, ...]
+    startup_seconds: float = 0.0  # of which connecting to (or starting) Ray
 
 
 def split_shards(items: Sequence[Any], shards: int) -> list[list[Any]]:
@@ -138,7 +139,9 @@ def fit_sharded(model, images: Sequence[tuple[str, str | None]], config: Sharded
     preprocess = model.preprocessor.arrays()
     options = model.config.to_dict()
     ray = require_ray()
+    connecting = time.perf_counter()
     started = connect(config.cluster)
+    startup = time.perf_counter() - connecting
     try:
         task = ray.remote(num_cpus=config.cluster.threads,
                           max_retries=config.max_retries)(_fit_shard)
@@ -159,4 +162,4 @@ def fit_sharded(model, images: Sequence[tuple[str, str | None]], config: Sharded
         shutdown(started)
     model.fit_from_partials(partials)
     return ShardedFitSummary(len(parts), len(images), time.perf_counter() - start,
-                             tuple(len(p) for p in parts))
+                             tuple(len(p) for p in parts), startup)
