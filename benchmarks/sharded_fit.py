@@ -10,7 +10,7 @@ sharded fit is ``defectscope.distributed.training.fit_sharded`` on a local Ray i
 ``--workers`` CPUs (one thread per shard task), the one-machine fit ``model.fit`` in this
 process with ``torch``'s threads as the environment sets them (printed). Printed per model:
 image AUROC on the test split of each fit and their difference (target for PatchCore: within
-0.01), fit seconds of each (the sharded one includes starting Ray, also printed), and for PatchCore the bank sizes; for PaDiM the largest difference
+0.01), fit seconds of each (the sharded one includes starting Ray and the merge on the driver, both also printed), and for PatchCore the bank sizes; for PaDiM the largest difference
 between the two fits' means and inverse covariances. Single runs on a shared machine: seconds
 move with the load.
 """
@@ -73,7 +73,8 @@ def run(model_name: str, manifest, shards: int, workers: int) -> dict:
            "auroc_difference": round(shard_auroc - one_auroc, 4),
            "fit_seconds_one_machine": round(one_seconds, 1),
            "fit_seconds_sharded": round(summary.seconds, 1),
-           "ray_start_seconds": round(summary.startup_seconds, 1)}
+           "ray_start_seconds": round(summary.startup_seconds, 1),
+           "merge_seconds": round(summary.merge_seconds, 1)}
     if model_name == "patchcore":
         row.update(bank_one_machine=len(one.memory_bank_), bank_sharded=len(sharded.memory_bank_),
                    oversample=config.oversample)
@@ -112,13 +113,14 @@ def main(argv=None) -> int:
         rows.append(row)
         print("# " + json.dumps(row), flush=True)
     print("| model | train | shards | AUROC one machine | AUROC sharded | difference | "
-          "fit s one machine | fit s sharded (Ray start) |")
+          "fit s one machine | fit s sharded (Ray start, merge) |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['model']} | {r['n_train']} | {r['shards']} | "
               f"{r['image_auroc_one_machine']:.4f} | {r['image_auroc_sharded']:.4f} | "
               f"{r['auroc_difference']:+.4f} | {r['fit_seconds_one_machine']:.1f} | "
-              f"{r['fit_seconds_sharded']:.1f} ({r['ray_start_seconds']:.1f}) |")
+              f"{r['fit_seconds_sharded']:.1f} ({r['ray_start_seconds']:.1f}, "
+              f"{r['merge_seconds']:.1f}) |")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(rows, indent=1))

@@ -80,6 +80,7 @@ class ShardedFitSummary:
     seconds: float  # the whole sharded fit, starting Ray included
     shard_sizes: tuple[int, ...]
     startup_seconds: float = 0.0  # of which connecting to (or starting) Ray
+    merge_seconds: float = 0.0  # and merging on the driver (PatchCore: the union stage)
 
 
 def split_shards(items: Sequence[Any], shards: int) -> list[list[Any]]:
@@ -160,6 +161,8 @@ def fit_sharded(model, images: Sequence[tuple[str, str | None]], config: Sharded
                     f"({time.perf_counter() - start:.1f} s)")
     finally:
         shutdown(started)
+    merging = time.perf_counter()
     model.fit_from_partials(partials)
+    merge = time.perf_counter() - merging
     return ShardedFitSummary(len(parts), len(images), time.perf_counter() - start,
-                             tuple(len(p) for p in parts), startup)
+                             tuple(len(p) for p in parts), startup, merge)
