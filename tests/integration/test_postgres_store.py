@@ -66,3 +66,10 @@ def test_add_is_committed_when_it_returns(store, line):
     with psycopg.connect(plain_url) as other:  # another session sees it at once
         row = other.execute("SELECT part_id FROM results WHERE id = %s", (row_id,)).fetchone()
     assert row == (f"{line}-7",)
+
+
+def test_add_many_is_one_transaction_on_postgres(store, line):
+    assert store.add_many([part(line, i, Verdict.OK, 0.1) for i in range(50)]) == 50
+    with pytest.raises(DuplicatePartError):
+        store.add_many([part(line, 50, Verdict.OK, 0.1), part(line, 0, Verdict.OK, 0.1)])
+    assert store.count(line=line) == 50 and store.get_by_part(f"{line}-50") is None

@@ -143,3 +143,16 @@ def test_a_log_from_before_the_failure_column_is_upgraded_on_open(tmp_path):
 def test_a_failed_part_can_never_be_ok():
     with pytest.raises(ValueError, match="never be OK"):
         PartResult("p", 1.0, Verdict.OK, 0.1, 0.5, "m1", failure=Failure.TIMEOUT)
+
+
+def test_add_many_commits_all_parts_in_one_go_or_none(store):
+    assert store.add_many([part(i) for i in range(5)]) == 5
+    assert store.count() == 5 and store.get_by_part("p004").result == part(4)
+    with pytest.raises(DuplicatePartError):  # p004 is there already: the batch is refused whole
+        store.add_many([part(10), part(4), part(11)])
+    with pytest.raises(DuplicatePartError):  # twice within one batch
+        store.add_many([part(20), part(20)])
+    assert store.count() == 5 and store.get_by_part("p010") is None
+    with pytest.raises(ConfigError):
+        store.add_many([part(30, part_id="")])
+    assert store.add_many([]) == 0

@@ -88,6 +88,15 @@ def _add_train(subparsers) -> None:
     parser.add_argument("--near-duplicates", action="store_true",
                         help="find re-shots of one spot (other lighting, small shift) first, so "
                         "any split train makes keeps them together (about 50 ms per image)")
+    parser.add_argument("--address", metavar="auto|ray://HOST:PORT",
+                        help="patchcore, padim: fit in shards on this Ray cluster (one task per "
+                        "shard, images read where they lie; the bundle is that of a one-machine "
+                        "fit)")
+    parser.add_argument("--shards", type=int, metavar="N",
+                        help="fit in N shards on Ray (default 4 with --address; without "
+                        "--address on a local Ray instance that starts by itself)")
+    parser.add_argument("--workers", type=int, default=2, metavar="N",
+                        help="local Ray instance: CPUs (one per shard task; default 2)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(handler=run_train)
@@ -188,6 +197,10 @@ def run_train(args: argparse.Namespace) -> int:
 
     from defectscope.training.detection import is_detection
 
+    sharded = sharded_config(args)
+    if sharded is not None and (is_detection(args.model) or is_supervised(args.model)):
+        raise ConfigError(f"--address/--shards fit patchcore or padim in shards; {args.model} "
+                          "trains on one machine")
     if is_detection(args.model):
         if args.near_duplicates:
             raise ConfigError("--near-duplicates groups image-label datasets; a detection "
@@ -207,7 +220,7 @@ def run_train(args: argparse.Namespace) -> int:
         manifest, args.model, args.out, options=model_options(args),
         threshold_rule=args.threshold_rule, threshold_target=args.threshold_target,
         val_fraction=args.val_fraction, seed=args.seed, overwrite=args.overwrite,
-        progress=not args.quiet, tune=args.tune, tune_budget=args.tune_budget,
+        progress=not args.quiet, tune=args.tune, tune_budget=args.tune_budget, sharded=sharded,
         max_seconds=60.0 * args.max_minutes if args.max_minutes else None,
         log=lambda message: print(message, file=sys.stderr))
     print(format_summary(result.manifest))
@@ -217,6 +230,18 @@ def run_train(args: argparse.Namespace) -> int:
           f"{result.calibration.threshold:.6g} ({result.calibration.rule}); model folder: "
           f"{result.out_dir}")
     return 0
+
+
+def sharded_config(args: argparse.Namespace):
+    """``--address``/``--shards`` -> a ``ShardedFitConfig``, or None for a one-machine fit."""
+    if args.address is None and args.shards is None:
+        return None
+    from defectscope.distributed.cluster import ClusterConfig
+    from defectscope.distributed.training import ShardedFitConfig
+
+    cluster = ClusterConfig(address=args.address, workers=args.workers,
+                            object_store_bytes=1024 * 1024 * 1024)
+    return ShardedFitConfig(shards=4 if args.shards is None else args.shards, cluster=cluster)
 
 
 def format_tuning(tuning: dict) -> str:

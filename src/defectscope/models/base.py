@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any, ClassVar, Iterable, Iterator, Mapping
+from typing import Any, ClassVar, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -150,13 +150,23 @@ class AnomalyModel(Thresholded):
         ``progress`` is an optional callable called once per image (e.g. a tqdm bar's update).
         Calling ``fit`` again starts from scratch. Returns ``self``.
         """
+        self._stream_fit(images, progress, learn_preprocessing=True)
+        self._finish_fit()
+        self.threshold_ = None
+        self.calibration_ = None
+        return self
+
+    def _stream_fit(self, images: Iterable[np.ndarray], progress, learn_preprocessing: bool
+                    ) -> None:
+        """Backbone, then every image's embeddings streamed into the unfinished learned state."""
         extractor, source = build_feature_extractor(
             self.config.backbone, self.layers, self.config.backbone_weights
         )
         self._set_extractor(extractor, source)
         self._start_fit()
         count = 0
-        inputs = training_inputs(self.preprocessor, images)  # learns steps' state, tiles
+        # learns steps' state (unless it was set from elsewhere, as for a shard), tiles
+        inputs = training_inputs(self.preprocessor, images, learn=learn_preprocessing)
         with torch.inference_mode():
             for batch in _batches(inputs, self.config.batch_size):
                 tensor = torch.from_numpy(np.stack(batch)).contiguous(
@@ -169,10 +179,45 @@ class AnomalyModel(Thresholded):
         if count == 0:
             raise DefectscopeError("fit got no images; give it at least one good image")
         self.n_train_images_ = count
-        self._finish_fit()
+
+    # -- fitting in shards (defectscope.distributed.training) ----------------------------------
+    def partial_fit(self, images: Iterable[np.ndarray], progress=None,
+                    oversample: float = 1.0) -> dict[str, Any]:
+        """One shard's learned state, unfinished, for ``fit_from_partials`` to merge.
+
+        The preprocessor's learned state must already be set (``preprocessor.fit`` on the
+        driver, then ``preprocessor.restore`` here), so every shard prepares images alike.
+        ``oversample``: how many times more than its share a selecting model (PatchCore) keeps.
+        """
+        self._oversample = oversample
+        try:
+            self._stream_fit(images, progress, learn_preprocessing=False)
+            state = self._partial_state()
+        finally:
+            del self._oversample
+        state["n_inputs"] = self.n_train_images_
+        return state
+
+    def fit_from_partials(self, partials: Sequence[Mapping[str, Any]]) -> "AnomalyModel":
+        """Finish a fit from the shards' ``partial_fit`` states (the same backbone is built
+        here, so the bundle is that of a one-machine fit). Returns ``self``."""
+        if not partials:
+            raise DefectscopeError("no shard states to merge; give it at least one shard")
+        extractor, source = build_feature_extractor(
+            self.config.backbone, self.layers, self.config.backbone_weights
+        )
+        self._set_extractor(extractor, source)
+        self.n_train_images_ = int(sum(p["n_inputs"] for p in partials))
+        self._merge_partials(partials)
         self.threshold_ = None
         self.calibration_ = None
         return self
+
+    def _partial_state(self) -> dict[str, Any]:
+        raise ConfigError(f"{self.name} cannot be fitted in shards (PatchCore and PaDiM can)")
+
+    def _merge_partials(self, partials: Sequence[Mapping[str, Any]]) -> None:
+        raise ConfigError(f"{self.name} cannot be fitted in shards (PatchCore and PaDiM can)")
 
     def _set_extractor(self, extractor, source: WeightsSource) -> None:
         self.extractor_ = extractor.to(memory_format=torch.channels_last)

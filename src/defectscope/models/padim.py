@@ -10,7 +10,7 @@ square resize: every image maps onto the same grid.
 from __future__ import annotations
 
 import dataclasses
-from typing import Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -80,6 +80,31 @@ class PaDiM(AnomalyModel):
         self._outer += torch.einsum("pbi,pbj->pij", x, x)
         self._count += x.shape[1]
         self.grid_ = tuple(embeddings.shape[-2:])
+
+    def _partial_state(self) -> dict[str, Any]:
+        """A shard's sums: count, per-position sum and sum of outer products (float64)."""
+        state = {"count": self._count, "sum": self._sum.numpy(), "outer": self._outer.numpy(),
+                 "grid": self.grid_, "channels": self.channels_.numpy()}
+        del self._sum, self._outer, self._count
+        return state
+
+    def _merge_partials(self, partials: Sequence[Mapping[str, Any]]) -> None:
+        """Add the shards' sums and finish as one machine would: the same mean and covariance
+        (to float64 rounding), since both are functions of the three sums only."""
+        first = partials[0]
+        for p in partials[1:]:
+            if tuple(p["grid"]) != tuple(first["grid"]) or not np.array_equal(p["channels"],
+                                                                             first["channels"]):
+                raise DefectscopeError("PaDiM shards disagree on the patch grid or the channels; "
+                                       "were they fitted with the same options?")
+        self.channels_ = torch.from_numpy(np.array(first["channels"]))
+        self.grid_ = tuple(int(v) for v in first["grid"])
+        self._count = int(sum(p["count"] for p in partials))
+        self._sum = torch.from_numpy(sum(np.asarray(p["sum"], dtype=np.float64)
+                                         for p in partials))
+        self._outer = torch.from_numpy(sum(np.asarray(p["outer"], dtype=np.float64)
+                                           for p in partials))
+        self._finish_fit()
 
     def _finish_fit(self) -> None:
         n = self._count

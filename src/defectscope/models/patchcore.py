@@ -16,7 +16,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from defectscope.errors import ConfigError
 from defectscope.models.base import AnomalyConfig, AnomalyModel
-from defectscope.models.coreset import StreamingCoreset
+from defectscope.models.coreset import StreamingCoreset, greedy_coreset
 from defectscope.models.nn_index import NearestNeighbours
 from defectscope.models.registry import register
 from defectscope.scoring import patchcore_scores
@@ -83,7 +83,8 @@ class PatchCore(AnomalyModel):
 
     def _start_fit(self) -> None:
         c = self.config
-        self._coreset = StreamingCoreset(c.coreset_ratio, c.coreset_chunk, c.max_bank, c.seed)
+        ratio = min(1.0, c.coreset_ratio * getattr(self, "_oversample", 1.0))
+        self._coreset = StreamingCoreset(ratio, c.coreset_chunk, c.max_bank, c.seed)
 
     def _add_embeddings(self, embeddings: torch.Tensor) -> None:
         rows = embeddings.permute(0, 2, 3, 1).reshape(-1, embeddings.shape[1])
@@ -94,6 +95,24 @@ class PatchCore(AnomalyModel):
         self.n_patches_seen_ = self._coreset.n_seen
         del self._coreset
         self._set_bank(bank)
+
+    def _partial_state(self) -> dict[str, Any]:
+        """A shard's coreset (of ``oversample`` x the ratio) and how many patches it saw."""
+        bank = self._coreset.finish().numpy()
+        seen = self._coreset.n_seen
+        del self._coreset
+        return {"bank": bank, "n_patches": seen}
+
+    def _merge_partials(self, partials: Sequence[Mapping[str, Any]]) -> None:
+        """The second stage: a greedy k-center coreset of the union of the shards' coresets,
+        of the size a one-machine fit keeps (``coreset_ratio`` of all patches, at most
+        ``max_bank``). See ``defectscope.distributed.training`` for what this guarantees."""
+        c = self.config
+        union = torch.from_numpy(np.concatenate([np.asarray(p["bank"], dtype=np.float32)
+                                                 for p in partials]))
+        self.n_patches_seen_ = int(sum(p["n_patches"] for p in partials))
+        k = min(c.max_bank, max(1, int(round(c.coreset_ratio * self.n_patches_seen_))))
+        self._set_bank(union[greedy_coreset(union, k, seed=c.seed)].numpy())
 
     def _set_bank(self, bank: np.ndarray, index: NearestNeighbours | None = None,
                   neighbours: np.ndarray | None = None) -> None:

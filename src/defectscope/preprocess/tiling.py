@@ -121,11 +121,13 @@ def stitch(maps: list[np.ndarray], boxes: list[Box], shape: tuple[int, int],
     return (total / np.maximum(count, 1)).astype(np.float32)
 
 
-def training_inputs(preprocessor, images: Iterable[np.ndarray], n_learn: int = 16) -> Iterator[np.ndarray]:
+def training_inputs(preprocessor, images: Iterable[np.ndarray], n_learn: int = 16,
+                    learn: bool = True) -> Iterator[np.ndarray]:
     """Network inputs for fitting: learns the preprocessor's state from the first ``n_learn``
-    images (when a step needs it), then yields each prepared image (or each of its tiles)."""
+    images (when a step needs it and ``learn``), then yields each prepared image (or each of its
+    tiles). ``learn=False``: the state was set beforehand (a shard of a distributed fit)."""
     images = iter(images)
-    if preprocessor.needs_fit:
+    if learn and preprocessor.needs_fit:
         head = list(itertools.islice(images, n_learn))
         if head:
             preprocessor.fit(head)

@@ -16,7 +16,7 @@ import datetime as _dt
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import (
@@ -175,27 +175,7 @@ class ResultStore:
     def add(self, result: PartResult, image_path: str | None = None,
             heatmap_path: str | None = None) -> int:
         """Log one part and commit; returns the row id. Only then may the part be acknowledged."""
-        if not result.part_id or len(result.part_id) > MAX_PART_ID:
-            raise ConfigError(f"part id must be 1 to {MAX_PART_ID} characters, "
-                              f"got {result.part_id!r}")
-        row = {
-            "part_id": result.part_id,
-            "timestamp": float(result.timestamp),
-            "line": result.line,
-            "source": result.source,
-            "verdict": result.verdict.value,
-            "score": _finite(result.score),
-            "threshold": _finite(result.threshold),
-            "model_version": result.model_version,
-            "dataset_version": result.dataset_version,
-            "defect_types": list(result.defect_types),
-            "timings": {k: float(v) for k, v in result.timings.items()},
-            "reason": result.reason,
-            "image_sha256": result.image_sha256,
-            "image_path": None if image_path is None else str(image_path),
-            "heatmap_path": None if heatmap_path is None else str(heatmap_path),
-            "failure": None if result.failure is None else result.failure.value,
-        }
+        row = _row(result, image_path, heatmap_path)
         try:
             with self.engine.begin() as connection:  # commits on leaving the block
                 inserted = connection.execute(results_table.insert().values(**row))
@@ -208,6 +188,25 @@ class ResultStore:
         except SQLAlchemyError as error:
             raise StoreError(f"{self._where()}: could not log part {result.part_id!r} "
                              f"({type(error).__name__}: {error})") from error
+
+    def add_many(self, results: Sequence[PartResult]) -> int:
+        """Log several parts in one transaction (one commit): all of them or, on any error
+        (a part id already there included), none. Returns how many were written. For a
+        forwarder that ships a second of a line's results at a time."""
+        rows = [_row(result) for result in results]
+        if not rows:
+            return 0
+        try:
+            with self.engine.begin() as connection:
+                connection.execute(results_table.insert(), rows)
+        except IntegrityError as error:
+            raise DuplicatePartError(f"one of {len(rows)} parts (first {rows[0]['part_id']!r}) "
+                                     "is already in the results log or given twice; nothing "
+                                     "was written") from error
+        except SQLAlchemyError as error:
+            raise StoreError(f"{self._where()}: could not log {len(rows)} parts "
+                             f"({type(error).__name__}: {error})") from error
+        return len(rows)
 
     def get(self, id: int) -> StoredResult | None:
         """The row with this id, or None."""
@@ -284,6 +283,32 @@ class ResultStore:
             raise StoreError(f"{self._where()}: query failed ({type(error).__name__}: "
                              f"{error})") from error
         return [_from_row(row) for row in rows]
+
+
+def _row(result: PartResult, image_path: str | None = None,
+         heatmap_path: str | None = None) -> dict[str, Any]:
+    """The table row of one part (its part id checked)."""
+    if not result.part_id or len(result.part_id) > MAX_PART_ID:
+        raise ConfigError(f"part id must be 1 to {MAX_PART_ID} characters, "
+                          f"got {result.part_id!r}")
+    return {
+        "part_id": result.part_id,
+        "timestamp": float(result.timestamp),
+        "line": result.line,
+        "source": result.source,
+        "verdict": result.verdict.value,
+        "score": _finite(result.score),
+        "threshold": _finite(result.threshold),
+        "model_version": result.model_version,
+        "dataset_version": result.dataset_version,
+        "defect_types": list(result.defect_types),
+        "timings": {k: float(v) for k, v in result.timings.items()},
+        "reason": result.reason,
+        "image_sha256": result.image_sha256,
+        "image_path": None if image_path is None else str(image_path),
+        "heatmap_path": None if heatmap_path is None else str(heatmap_path),
+        "failure": None if result.failure is None else result.failure.value,
+    }
 
 
 def _from_row(row) -> StoredResult:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import numpy as np
 from tqdm import tqdm
@@ -31,13 +31,16 @@ from defectscope.data.manifest import Manifest
 from defectscope.data.splits import hold_out, split_manifest
 from defectscope.data.images import load_mask
 from defectscope.data.stream import Counted, load_verified, stream_images, until
-from defectscope.errors import DataError
+from defectscope.errors import ConfigError, DataError
 from defectscope.evaluation.thresholds import ThresholdCalibration, calibrate_threshold
 from defectscope.models.registry import create_model
 from defectscope.tuning.search import (TuningResult, anomaly_metrics, candidates_for, check_mode,
                                        tune as run_tuning)
 from defectscope.tuning.synthetic import synthetic_defects
 from defectscope.types import GOOD
+
+if TYPE_CHECKING:
+    from defectscope.distributed.training import ShardedFitConfig
 
 N_REFERENCES = 4
 TUNE_TRAIN_IMAGES = 100  # candidates are compared on at most this many training goods
@@ -148,6 +151,7 @@ def train_anomaly(
     tune: str = "auto",
     tune_budget: float = DEFAULT_TUNE_BUDGET,
     max_seconds: float | None = None,
+    sharded: "ShardedFitConfig | None" = None,
     log: Callable[[str], None] = lambda message: None,
 ) -> TrainResult:
     """Tune (see the module docstring), fit on good train images, calibrate on val, write the
@@ -155,9 +159,17 @@ def train_anomaly(
 
     ``max_seconds`` bounds the work: tuning gets at most half of it, and the fit stops reading
     training images when it is spent (fitting on those read so far, which the log and the
-    bundle's ``n_train_images`` say)."""
+    bundle's ``n_train_images`` say; a sharded fit reads all of them). ``sharded``: the final fit
+    runs in shards on Ray (``defectscope.distributed.training``; PatchCore and PaDiM), the bundle
+    is the same."""
     options = dict(options or {})
     model = create_model(model_name, **options)  # bad names fail before any work
+    if sharded is not None:
+        from defectscope.distributed.training import shardable
+
+        if not shardable(model):
+            raise ConfigError(f"{model_name} cannot be fitted in shards on Ray; patchcore and "
+                              "padim can (leave out --address/--shards)")
     check_mode(tune)
     if tune_budget <= 0:
         raise DataError(f"tune budget must be > 0 seconds, got {tune_budget}")
@@ -196,13 +208,22 @@ def train_anomaly(
         + (f" and {len(synthetic)} synthetic defects" if threshold_uses_synthetic and synthetic
            else ""))
 
-    bar = tqdm(total=len(train), desc="fit", unit="img", disable=not progress)
-    fitted = Counted(until(stream_images(train, _loader(manifest)), deadline))
-    model.fit((image for _, image in fitted), progress=bar.update)
-    bar.close()
-    if fitted.count < len(train):
-        log(f"time limit: fitted on the first {fitted.count} of {len(train)} good training "
-            "images (raise --max-minutes to use them all)")
+    shard_summary = None
+    if sharded is not None:
+        from defectscope.distributed.training import fit_sharded
+
+        shard_summary = fit_sharded(
+            model, [(str(manifest.path_of(s)), s.sha256) for s in train], sharded, log=log)
+        n_fitted = len(train)
+    else:
+        bar = tqdm(total=len(train), desc="fit", unit="img", disable=not progress)
+        fitted = Counted(until(stream_images(train, _loader(manifest)), deadline))
+        model.fit((image for _, image in fitted), progress=bar.update)
+        bar.close()
+        n_fitted = fitted.count
+        if n_fitted < len(train):
+            log(f"time limit: fitted on the first {n_fitted} of {len(train)} good training "
+                "images (raise --max-minutes to use them all)")
 
     scores = _score_split(model, manifest, val, "calibrate", progress)
     synthetic_scores = ([model.anomaly(image)[0] for image, _ in synthetic]
@@ -220,11 +241,17 @@ def train_anomaly(
            "defects caught" if calibration.synthetic_recall is not None else ""))
 
     references = _references(model, manifest, val)
-    metrics = {"fit_seconds": round(fit_seconds, 3), "n_train_images": fitted.count,
+    metrics = {"fit_seconds": round(fit_seconds, 3), "n_train_images": n_fitted,
                "n_val_images": len(val)}
     if hasattr(model, "memory_bank_"):
         metrics["memory_bank_size"] = int(model.memory_bank_.shape[0])
-    extra = {"tuning": tuning.to_dict() if tuning is not None else {"mode": tune}}
+    extra: dict[str, Any] = {"tuning": tuning.to_dict() if tuning is not None
+                             else {"mode": tune}}
+    if shard_summary is not None:
+        extra["sharded_fit"] = {"shards": shard_summary.shards,
+                                "shard_sizes": list(shard_summary.shard_sizes),
+                                "oversample": sharded.oversample,
+                                "seconds": round(shard_summary.seconds, 3)}
     out = save_bundle(model, out_dir, manifest=manifest, metrics=metrics, references=references,
                       extra=extra, overwrite=overwrite)
     return TrainResult(model, manifest, calibration, out, fit_seconds, tuple(messages), tuning)
