@@ -4,7 +4,9 @@
 const $ = id => document.getElementById(id);
 const tokenInput = $("token");
 tokenInput.value = localStorage.getItem("defectscope-token") || "";  // shared with the dashboard
+let usedToken = null;  // a change event that does not change the token reloads nothing
 tokenInput.addEventListener("change", () => {
+  if (tokenInput.value === usedToken) return;
   localStorage.setItem("defectscope-token", tokenInput.value);
   loadItems(true);
 });
@@ -48,6 +50,7 @@ async function loadItems(openFirst) {
   let body;
   try { body = await api("/api/label/items"); } catch (error) { status(error.message, true); return; }
   tokenNeeded(false);
+  usedToken = tokenInput.value;
   items = body.items;
   if (!classes.length) {
     classes = body.classes;
