@@ -103,8 +103,9 @@ def run_export(args) -> int:
         labels = LabelStore(store).all()
         base = Manifest.load(args.parent) if args.parent else None
         classes = [c.strip() for c in args.classes.split(",")] if args.classes else []
-        result = export_labels(labels, ImageArchive(args.archive or default_archive_for(args.db)), args.format, args.out,
-                               base=base, classes=classes)
+        archive = ImageArchive(args.archive or default_archive_for(args.db))
+        result = export_labels(labels, archive, args.format, args.out, base=base,
+                               classes=classes)
     finally:
         store.close()
     print(f"exported {result.images} labelled image(s) as {result.format} to {result.out}"

@@ -15,7 +15,7 @@ or test by a seeded hash of their content (the review export's rule). A defect w
 mask gets the boxes filled as its mask; one with a mask but no boxes gets one box per connected
 region of the mask.
 
->>> export_labels(labels.all(), archive, "mvtec", "out/tiles-mvtec", base=manifest)  # doctest: +SKIP
+>>> export_labels(labels.all(), archive, "mvtec", "out/mvtec", base=manifest)  # doctest: +SKIP
 """
 
 from __future__ import annotations
