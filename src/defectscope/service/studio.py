@@ -9,7 +9,7 @@ served dataset's manifest is its parent) or an MVTec AD, COCO or YOLO folder.
 Auth as the rest of the service (``service.auth``): the page is open and asks for the token;
 its data and images are reads (``require_read``); saves and exports need the write token.
 
->>> studio = StudioConfig("data/tiles/manifest.json", export_dir="exports")
+>>> studio = StudioConfig("data/tiles/manifest.json", export_dir="exports")  # doctest: +SKIP
 >>> app = create_app(inspector, store, archive, token=token, studio=studio)  # doctest: +SKIP
 """
 
