@@ -1,6 +1,8 @@
 """``defectscope label propose``: model-assisted label proposals. Parsing and printing only.
 
     defectscope label propose --model MODEL_DIR IMAGE_OR_DIR... [--out DIR] [--json] [--force]
+    defectscope label export [--db URL] [--archive DIR] --format manifest|mvtec|coco|yolo
+                             --out DIR [--parent MANIFEST]
 """
 
 from __future__ import annotations
@@ -8,6 +10,8 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+
+from defectscope.store.locations import DEFAULT_DB_URL, absolute_db_url, default_archive_for
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -27,6 +31,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                          "(every image is known to be defective)")
     propose.add_argument("--json", action="store_true", help="one JSON line per image")
     propose.set_defaults(handler=run_propose)
+    export = verbs.add_parser(
+        "export", help="export the label store (studio and review labels) as a dataset",
+        description="Write every labelled image of the label store (one record per image "
+        "content hash, shared by the labelling studio and the review queue) as a new dataset "
+        "version (manifest) or an MVTec AD, COCO or YOLO folder.")
+    export.add_argument("--db", default=DEFAULT_DB_URL, type=absolute_db_url, metavar="URL",
+                        help=f"results database holding the labels (default {DEFAULT_DB_URL})")
+    export.add_argument("--archive", metavar="DIR",
+                        help="image archive holding the masks (default: images/ beside a "
+                        "SQLite --db, as serve uses)")
+    export.add_argument("--format", required=True, metavar="FORMAT",
+                        help="manifest (a new dataset version), mvtec, coco or yolo")
+    export.add_argument("--out", required=True, metavar="DIR", help="new or empty folder")
+    export.add_argument("--parent", metavar="MANIFEST",
+                        help="the dataset version the labels build on (recorded as parent; its "
+                        "other samples stay in a manifest export)")
+    export.add_argument("--classes", metavar="A,B", help="class order for COCO and YOLO")
+    export.set_defaults(handler=run_export)
 
 
 def run_propose(args) -> int:
@@ -69,3 +91,24 @@ def run_propose(args) -> int:
         else:
             print(f"{path}: {len(proposal.boxes)} box(es), {row['mask_pixels']} mask pixels")
     return 1 if failed else 0
+
+
+def run_export(args) -> int:
+    from defectscope.data.manifest import Manifest
+    from defectscope.labelling.export import export_labels
+    from defectscope.store import ImageArchive, LabelStore, ResultStore
+
+    store = ResultStore(args.db)
+    try:
+        labels = LabelStore(store).all()
+        base = Manifest.load(args.parent) if args.parent else None
+        classes = [c.strip() for c in args.classes.split(",")] if args.classes else []
+        archive = ImageArchive(args.archive or default_archive_for(args.db))
+        result = export_labels(labels, archive, args.format, args.out, base=base,
+                               classes=classes)
+    finally:
+        store.close()
+    print(f"exported {result.images} labelled image(s) as {result.format} to {result.out}"
+          + (f" (version {result.version_id}, parent {result.parent_version})"
+             if result.version_id else ""))
+    return 0

@@ -134,6 +134,13 @@ def _add_serve(subparsers) -> None:
     parser.add_argument("--datasets", default="runs/line/datasets", metavar="DIR",
                         help="where reviewed labels are exported as new dataset versions "
                         "(dashboard review queue; default runs/line/datasets)")
+    parser.add_argument("--label-data", metavar="DIR|MANIFEST",
+                        help="open the labelling studio at /label over this folder of images or "
+                        "dataset manifest")
+    parser.add_argument("--label-classes", metavar="A,B",
+                        help="defect types for the studio (default: the manifest's)")
+    parser.add_argument("--label-export", default="runs/line/labels", metavar="DIR",
+                        help="folder for the studio's exports (default runs/line/labels)")
     parser.set_defaults(handler=run_serve)
 
 
@@ -205,6 +212,18 @@ def _check_port_free(host: str, port: int) -> None:
                               "service using it? choose another --port") from None
 
 
+def _studio(args: argparse.Namespace):
+    if not args.label_data:
+        if args.label_classes:
+            raise ConfigError("--label-classes needs --label-data")
+        return None
+    from defectscope.service.studio import StudioConfig
+
+    classes = tuple(c.strip() for c in args.label_classes.split(",")) if args.label_classes \
+        else None
+    return StudioConfig(Path(args.label_data), classes, Path(args.label_export))
+
+
 def run_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -244,7 +263,7 @@ def run_serve(args: argparse.Namespace) -> int:
                          line=args.line, read_token=read_token,
                          public_reads=args.public_reads or args.no_auth,
                          max_pixels=args.max_pixels, cycle_budget_ms=args.cycle_budget_ms,
-                         dashboard=dashboard)
+                         dashboard=dashboard, studio=_studio(args))
         if args.no_auth:
             app.dependency_overrides[require_token] = lambda: None
         notice(f"serving {args.model} on http://{args.host}:{args.port} (API docs at /docs); "

@@ -64,14 +64,15 @@ class ExportResult:
     skipped: tuple[str, ...]  # labels left for later, with the reason
 
 
-def _split_for(label: ReviewLabel, sha256: str, config: ExportConfig) -> str:
-    if label.label != GOOD:
+def split_for(label: str, sha256: str, config: ExportConfig) -> str:
+    """Defective images go to test; good ones to train or test by a seeded hash of content."""
+    if label != GOOD:
         return "test"
     draw = int.from_bytes(hashlib.sha256(f"{config.seed}:{sha256}".encode()).digest()[:8], "big")
     return "train" if draw / 2**64 < config.train_fraction_good else "test"
 
 
-def _place(source: Path, target: Path) -> Path:
+def place_file(source: Path, target: Path) -> Path:
     """Hard-link (or copy) ``source`` to ``target`` unless it is already there (same hash)."""
     if target.is_file():
         return target
@@ -88,7 +89,8 @@ def _place(source: Path, target: Path) -> Path:
     return target
 
 
-def _write(target: Path, data: bytes) -> Path:
+def write_file(target: Path, data: bytes) -> Path:
+    """Write ``data`` to ``target`` atomically (temporary file, then rename)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     handle, temp = tempfile.mkstemp(prefix=".tmp-", dir=target.parent)
     with os.fdopen(handle, "wb") as out:
@@ -97,7 +99,8 @@ def _write(target: Path, data: bytes) -> Path:
     return target
 
 
-def _absolute(base: Manifest) -> list[Sample]:
+def absolute_samples(base: Manifest) -> list[Sample]:
+    """The base's samples with absolute paths, so a manifest under another root can list them."""
     rows = []
     for s in base.samples:
         mask = base.mask_path_of(s)
@@ -132,16 +135,16 @@ def export_version(base: Manifest | None, reviews: ReviewStore, archive: ImageAr
             skipped.append(f"result {label.result_id}: same image already in the dataset")
             continue
         known.add(sha)
-        target = _place(image, out_root / "images" / sha[:2] / f"{sha}{image.suffix.lower()}")
+        target = place_file(image, out_root / "images" / sha[:2] / f"{sha}{image.suffix.lower()}")
         mask_file, mask_sha = _mask_for(label, archive, image, out_root / "masks" / sha[:2],
                                          sha)
         added.append(Sample(str(target), label.label, sha, mask_file, mask_sha,
-                            group=label.part_id or None, split=_split_for(label, sha, config)))
+                            group=label.part_id or None, split=split_for(label.label, sha, config)))
         taken.append(label.id or 0)
     if not added:
         reasons = "; ".join(skipped) or "no reviewed part waits for export"
         raise DataError(f"nothing to export: {reasons}")
-    samples = (_absolute(base) if base else []) + added
+    samples = (absolute_samples(base) if base else []) + added
     manifest = Manifest(root=out_root, samples=tuple(samples),
                         name=config.name or (base.name if base else "reviewed"),
                         parent_version=base.version_id if base else None,
@@ -184,7 +187,7 @@ def _mask_for(label: ReviewLabel, archive: ImageArchive, image: Path, folder: Pa
         data = mask_png(mask)
     if data is None:
         return None, None
-    target = _write(folder / f"{sha}.png", data)
+    target = write_file(folder / f"{sha}.png", data)
     return str(target), hashlib.sha256(data).hexdigest()
 
 

@@ -18,9 +18,11 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
+from defectscope.data.hashing import sha256_file
 from defectscope.data.images import image_size
 from defectscope.errors import ConfigError, DefectscopeError
 from defectscope.store.archive import ImageArchive
+from defectscope.store.labels import ImageLabel, LabelBox
 from defectscope.store.reviews import (AlreadyReviewedError, ReviewLabel, ReviewStore,
                                        UnknownPartError)
 from defectscope.types import GOOD
@@ -119,4 +121,22 @@ def submit_review(reviews: ReviewStore, archive: ImageArchive, result_id: int, v
     label_id = reviews.add(label)
     saved = reviews.get(result_id)
     assert saved is not None and saved.id == label_id
+    _share(reviews, archive, stored.image_path, saved)
     return saved
+
+
+def _share(reviews: ReviewStore, archive: ImageArchive, image_path: str | None,
+           label: ReviewLabel) -> None:
+    """Record the review in the label store keyed by the image's content hash, so the studio
+    sees the same image as labelled (one record per image, whichever tool labelled it)."""
+    image = archive.resolve(image_path) if image_path else None
+    if image is None:
+        return  # no image: nothing to key the record by (the review table still has it)
+    try:
+        height, width = image_size(image)
+    except DefectscopeError:
+        return
+    boxes = () if label.box is None else (LabelBox(label.box, label.label),)
+    reviews.image_labels.save(ImageLabel(sha256_file(image), label.label, str(image), width,
+                                         height, mask_path=label.mask_path, boxes=boxes,
+                                         source="review", labeller=label.reviewer))

@@ -27,6 +27,7 @@ from defectscope.line.pipeline import Inspector
 from defectscope.service.auth import check_token
 from defectscope.service.dashboard import DashboardConfig, install_dashboard
 from defectscope.service.routes import router, upload_too_large
+from defectscope.service.studio import StudioConfig, install_studio
 from defectscope.store.archive import ImageArchive
 from defectscope.store.results import ResultStore, StoreError
 from defectscope.types import Verdict
@@ -125,11 +126,12 @@ def create_app(inspector: Inspector, store: ResultStore, archive: ImageArchive, 
                max_upload_bytes: int = 20 * MB, max_pixels: int = DEFAULT_MAX_PIXELS,
                line: str = "line1", read_token: str | None = None,
                public_reads: bool = False, cycle_budget_ms: float | None = None,
-               dashboard: DashboardConfig | None = None) -> FastAPI:
+               dashboard: DashboardConfig | None = None,
+               studio: StudioConfig | None = None) -> FastAPI:
     """The FastAPI app. ``token`` guards uploads and reviews; reads need it or ``read_token``
     unless ``public_reads`` (see ``defectscope.service.auth``). ``cycle_budget_ms`` turns a
     slower inspection into the fail-safe verdict; ``dashboard`` configures ``/dashboard`` and its
-    ``/api/...`` endpoints."""
+    ``/api/...`` endpoints; ``studio`` adds the labelling page ``/label`` over a dataset."""
     token = check_token(token)
     if read_token is not None and check_token(read_token) == token:
         raise ConfigError("the read-only token must differ from the write token")
@@ -141,6 +143,8 @@ def create_app(inspector: Inspector, store: ResultStore, archive: ImageArchive, 
     app.state.ctx = ctx
     app.include_router(router)
     install_dashboard(app, dashboard)
+    if studio is not None:
+        install_studio(app, studio)
     app.add_middleware(BodyLimit, max_bytes=ctx.max_upload_bytes + MULTIPART_OVERHEAD,
                        limit_bytes=ctx.max_upload_bytes,
                        refused=lambda: ctx.metrics.rejected.labels("too_large").inc())

@@ -8,6 +8,7 @@ Torch-free, like everything on the line side.
 """
 
 from defectscope.store.archive import ImageArchive
+from defectscope.store.labels import ImageLabel, LabelBox, LabelStore
 from defectscope.store.reviews import (
     AlreadyReviewedError,
     QueueConfig,
@@ -32,6 +33,9 @@ __all__ = [
     "DEFAULT_URL",
     "DuplicatePartError",
     "ImageArchive",
+    "ImageLabel",
+    "LabelBox",
+    "LabelStore",
     "ResultStore",
     "StoreError",
     "StoredResult",

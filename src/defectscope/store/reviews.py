@@ -25,6 +25,7 @@ from sqlalchemy import (JSON, Column, Double, Integer, MetaData, String, Table, 
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from defectscope.errors import ConfigError
+from defectscope.store.labels import LabelStore
 from defectscope.store.results import ResultStore, StoredResult, StoreError, results_table
 from defectscope.types import GOOD
 
@@ -118,11 +119,13 @@ class ReviewLabel:
 
 
 class ReviewStore:
-    """Labels in the same database (and engine) as the results log."""
+    """Labels in the same database (and engine) as the results log; ``image_labels`` is the
+    store keyed by image content hash that the review queue shares with the labelling studio."""
 
     def __init__(self, results: ResultStore) -> None:
         self.results = results
         self.engine = results.engine
+        self.image_labels = LabelStore(results)
         try:
             _metadata.create_all(self.engine)
         except SQLAlchemyError as error:
