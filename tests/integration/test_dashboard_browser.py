@@ -9,11 +9,13 @@ Playwright is missing (``apt-get install chromium``; ``pip install playwright``,
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 import threading
 import time
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -40,18 +42,11 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.fixture
-def service(tmp_path):
+@contextlib.contextmanager
+def served(app) -> Iterator[str]:
+    """Run ``app`` under uvicorn on a free loopback port in a thread; yields its base URL."""
     import uvicorn
 
-    from defectscope.service import create_app
-
-    template = tmp_path / "template"
-    template.mkdir()
-    seed(template)
-    store, archive, config = seeded_copy(template, tmp_path / "live")
-    app = create_app(FakeInspector(), store, archive, token=TOKEN, read_token=READ_TOKEN,
-                     dashboard=config)
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -61,9 +56,25 @@ def service(tmp_path):
         if time.monotonic() > deadline or not thread.is_alive():
             pytest.fail("uvicorn did not start")
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", config
-    server.should_exit = True
-    thread.join(timeout=10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+def service(tmp_path):
+    from defectscope.service import create_app
+
+    template = tmp_path / "template"
+    template.mkdir()
+    seed(template)
+    store, archive, config = seeded_copy(template, tmp_path / "live")
+    app = create_app(FakeInspector(), store, archive, token=TOKEN, read_token=READ_TOKEN,
+                     dashboard=config)
+    with served(app) as url:
+        yield url, config
     store.close()
 
 

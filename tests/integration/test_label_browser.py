@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import base64
 import io
-import threading
-import time
 
 import httpx
 import numpy as np
@@ -19,15 +17,13 @@ import pytest
 from PIL import Image
 
 # importing the dashboard's browser test applies its skip/fail rule (tests/services.py)
-from tests.integration.test_dashboard_browser import ARGS, ARTIFACTS, CHROMIUM, free_port, sync_api
+from tests.integration.test_dashboard_browser import ARGS, ARTIFACTS, CHROMIUM, served, sync_api
 from tests.service.conftest import READ_TOKEN, TOKEN
 from tests.service.test_studio import BlobInspector, make_dataset
 
 
 @pytest.fixture
 def studio_service(tmp_path):
-    import uvicorn
-
     from defectscope.service import create_app
     from defectscope.service.studio import StudioConfig
     from defectscope.store import ImageArchive, ResultStore
@@ -37,18 +33,8 @@ def studio_service(tmp_path):
     app = create_app(BlobInspector(), store, ImageArchive(tmp_path / "archive"), token=TOKEN,
                      read_token=READ_TOKEN,
                      studio=StudioConfig(manifest, ("dent",), tmp_path / "exports"))
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            pytest.fail("uvicorn did not start")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", manifest
-    server.should_exit = True
-    thread.join(timeout=10)
+    with served(app) as url:
+        yield url, manifest
     store.close()
 
 

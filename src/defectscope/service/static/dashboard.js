@@ -1,36 +1,10 @@
 /* The control room page: polls the JSON endpoints and draws them. Plain JS, no build step. */
 "use strict";
 const POLL_MS = 5000;
-const $ = id => document.getElementById(id);
-const tokenInput = $("token");
-tokenInput.value = localStorage.getItem("defectscope-token") || "";
-tokenInput.addEventListener("change", () => {
-  localStorage.setItem("defectscope-token", tokenInput.value);
+onTokenChange(() => {  // tokenInput, tokenNeeded, headers and api: auth.js
   imageCache.clear();
   refreshAll();
 });
-
-/* Reads need the token too (unless the service serves public reads): when one is refused,
-   say so once, next to the token field, instead of leaving grey panels. */
-function tokenNeeded(needed) {
-  const note = $("token-needed");
-  note.hidden = !needed;
-  if (needed) tokenInput.classList.add("needed"); else tokenInput.classList.remove("needed");
-}
-
-function headers(json) {
-  const h = json ? { "Content-Type": "application/json" } : {};
-  if (tokenInput.value) h["Authorization"] = "Bearer " + tokenInput.value;
-  return h;
-}
-
-async function api(path, options) {
-  const response = await fetch(path, Object.assign({ headers: headers(options && options.body) }, options || {}));
-  const body = await response.json().catch(() => ({}));
-  if (response.status === 401) tokenNeeded(true);
-  if (!response.ok) throw new Error(body.detail ? (typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail)) : response.statusText);
-  return body;
-}
 
 function text(tag, content, cls) {
   const node = document.createElement(tag);

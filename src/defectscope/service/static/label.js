@@ -1,34 +1,7 @@
 /* The labelling studio: one image at a time with the model's proposal; every action is saved
    at once on the server (PUT /api/label/images/<sha>). Plain JS, no build step. */
 "use strict";
-const $ = id => document.getElementById(id);
-const tokenInput = $("token");
-tokenInput.value = localStorage.getItem("defectscope-token") || "";  // shared with the dashboard
-let usedToken = null;  // a change event that does not change the token reloads nothing
-tokenInput.addEventListener("change", () => {
-  if (tokenInput.value === usedToken) return;
-  localStorage.setItem("defectscope-token", tokenInput.value);
-  loadItems(true);
-});
-
-function tokenNeeded(needed) {
-  $("token-needed").hidden = !needed;
-  if (needed) tokenInput.classList.add("needed"); else tokenInput.classList.remove("needed");
-}
-
-function headers(json) {
-  const h = json ? { "Content-Type": "application/json" } : {};
-  if (tokenInput.value) h["Authorization"] = "Bearer " + tokenInput.value;
-  return h;
-}
-
-async function api(path, options) {
-  const response = await fetch(path, Object.assign({ headers: headers(options && options.body) }, options || {}));
-  const body = await response.json().catch(() => ({}));
-  if (response.status === 401) tokenNeeded(true);
-  if (!response.ok) throw new Error(body.detail ? (typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail)) : response.statusText);
-  return body;
-}
+onTokenChange(() => loadItems(true));  // tokenInput, tokenNeeded, headers and api: auth.js
 
 const photo = $("photo"), maskCanvas = $("mask"), proposalCanvas = $("proposal"), boxCanvas = $("boxes");
 const MASK_RGB = [220, 38, 38], PROPOSAL_RGB = [6, 182, 212];
@@ -50,7 +23,6 @@ async function loadItems(openFirst) {
   let body;
   try { body = await api("/api/label/items"); } catch (error) { status(error.message, true); return; }
   tokenNeeded(false);
-  usedToken = tokenInput.value;
   items = body.items;
   if (!classes.length) {
     classes = body.classes;
