@@ -74,7 +74,7 @@ def run_model(name: str, train: list[Path], images: list[np.ndarray], root: Path
     from defectscope.data import load_image
     from defectscope.models import create_model
     from defectscope.runtime import RuntimeModel
-    from defectscope.runtime.export import export_onnx
+    from defectscope.export import export_onnx
 
     model = create_model(name).fit(load_image(path) for path in train)
     good = [model.anomaly(load_image(path))[0] for path in train[-20:]]

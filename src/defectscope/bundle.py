@@ -39,7 +39,6 @@ FORMAT_VERSION = 1
 BUNDLE_JSON = "bundle.json"
 TENSORS = "tensors.safetensors"
 MANIFEST = "manifest.json"
-META_KEY = "meta.json"  # JSON bytes stored as a uint8 tensor: bundles stay safetensors-only
 
 
 @dataclass(frozen=True)
@@ -86,16 +85,6 @@ class Bundle:
         if self.info.get("task") == "detection":
             return DetectionDataset.load(path)
         return Manifest.load(path)
-
-
-def encode_meta(meta: Mapping[str, Any]) -> np.ndarray:
-    """A model's small JSON facts (class names...) as the uint8 tensor ``META_KEY``."""
-    return np.frombuffer(json.dumps(dict(meta)).encode("utf-8"), dtype=np.uint8).copy()
-
-
-def decode_meta(array: np.ndarray) -> dict[str, Any]:
-    """The inverse of ``encode_meta`` (numpy only: the torch-free runtime reads it too)."""
-    return json.loads(np.asarray(array, dtype=np.uint8).tobytes().decode("utf-8"))
 
 
 def _write_png(path: Path, image: np.ndarray) -> None:

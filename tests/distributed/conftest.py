@@ -16,7 +16,7 @@ pytest.importorskip("ray")
 @pytest.fixture(scope="session")
 def exported_patchcore(tmp_path_factory) -> Path:
     from defectscope.data.importers import import_mvtec
-    from defectscope.runtime.export import export_onnx
+    from defectscope.export import export_onnx
     from defectscope.training.anomaly import train_anomaly
 
     root = tmp_path_factory.mktemp("distributed")
@@ -31,7 +31,7 @@ def exported_patchcore(tmp_path_factory) -> Path:
 def second_patchcore(tmp_path_factory) -> Path:
     """Another PatchCore (fitted on fewer parts): another model version to compare with."""
     from defectscope.data.importers import import_mvtec
-    from defectscope.runtime.export import export_onnx
+    from defectscope.export import export_onnx
     from defectscope.training.anomaly import train_anomaly
 
     root = tmp_path_factory.mktemp("distributed_b")

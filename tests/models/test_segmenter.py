@@ -64,7 +64,7 @@ def test_no_defect_masks_or_mismatched_masks_are_clear_errors(data):
 def test_flip_average_is_the_mean_of_the_four_mirrors_and_mirror_equivariant(fitted, data):
     import torch
 
-    from defectscope.models.supervised import numpy_forward
+    from defectscope.models.contract import torch_forward
     from defectscope.scoring.segmentation import defect_probabilities
 
     image = np.ascontiguousarray(data[0][-1][:, :40])  # not square: mirrors must map back exactly
@@ -73,7 +73,8 @@ def test_flip_average_is_the_mean_of_the_four_mirrors_and_mirror_equivariant(fit
         plain = [torch.sigmoid(fitted.net_(batch.flip(d) if d else batch)) for d in
                  ((), (-1,), (-2,), (-2, -1))]
         expected = (plain[0] + plain[1].flip(-1) + plain[2].flip(-2) + plain[3].flip(-2, -1)) / 4
-    mean = defect_probabilities(numpy_forward(fitted.net_), batch.numpy(), flip_average=True)
+    forward = torch_forward(fitted.net_)
+    mean = defect_probabilities(lambda b: forward(b)[0], batch.numpy(), flip_average=True)
     np.testing.assert_allclose(mean, expected.numpy(), rtol=1e-6, atol=1e-7)
     averaged = create_model("segmenter", **FAST, flip_average=True)
     averaged.restore(fitted.arrays(), fitted.weights_source_, fitted.n_train_images_)

@@ -40,7 +40,7 @@ def _train(train_anomaly, manifest, name: str, out: Path) -> Path:
 @pytest.fixture(scope="session")
 def exported(trained, tmp_path_factory) -> dict[str, Path]:
     """Copies of the trained bundles with an ``onnx/`` export. Do not change them."""
-    from defectscope.runtime.export import export_onnx
+    from defectscope.export import export_onnx
 
     root = tmp_path_factory.mktemp("exported")
     bundles = {}
@@ -109,7 +109,7 @@ def trained_supervised(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def exported_supervised(trained_supervised, tmp_path_factory) -> dict[str, Path]:
     """Copies of the supervised bundles with an ``onnx/`` export. Do not change them."""
-    from defectscope.runtime.export import export_onnx
+    from defectscope.export import export_onnx
 
     root = tmp_path_factory.mktemp("exported_supervised")
     bundles = {}
@@ -126,7 +126,7 @@ def reference_bundles(tmp_path_factory) -> dict[str, Path]:
     template, ``golden`` with the template of board 1000. Do not change them."""
     from defectscope.bundle import save_bundle
     from defectscope.models.reference import ReferenceComparison
-    from defectscope.runtime.export import export_onnx
+    from defectscope.export import export_onnx
     from defectscope.training.detection import detection_references
 
     from tests.models.test_reference import FAST, pair, write_dataset
@@ -145,3 +145,22 @@ def reference_bundles(tmp_path_factory) -> dict[str, Path]:
                                     extra={"task": "detection"})
         export_onnx(bundles[name])
     return bundles
+
+
+@pytest.fixture
+def drifting_backend(monkeypatch):
+    """``drifting_backend(change)``: every runtime built from then on runs its network, then
+    ``change(outputs)`` (a list of arrays): an exported network that no longer matches torch.
+    The head after it stays the shared one, so only the network can have drifted."""
+    from defectscope.runtime import engine
+
+    original = engine.backend_forward
+
+    def install(change):
+        def drifting(session, outputs):
+            forward = original(session, outputs)
+            return lambda batch: tuple(change([np.array(a) for a in forward(batch)]))
+
+        monkeypatch.setattr(engine, "backend_forward", drifting)
+
+    return install

@@ -20,7 +20,7 @@ from defectscope.line.pipeline import BundleInspector  # noqa: E402
 from defectscope.line.runner import LineConfig, load_inspector  # noqa: E402
 from defectscope.runtime import RuntimeInspector, RuntimeModel  # noqa: E402
 from defectscope.runtime.backends import OpenVINOSession  # noqa: E402
-from defectscope.runtime.export import export_onnx  # noqa: E402
+from defectscope.export import export_onnx  # noqa: E402
 
 from tests.conftest import defective_part, good_part  # noqa: E402
 

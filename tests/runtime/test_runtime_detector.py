@@ -3,7 +3,6 @@ shared with torch; parity on other images and sizes, tampered files and failed p
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
 
@@ -14,10 +13,12 @@ import torch
 
 from defectscope.bundle import load_bundle
 from defectscope.errors import BundleError
-from defectscope.runtime import DEFAULT_TOLERANCE, DetectorRuntime, ParityError, RuntimeModel
-from defectscope.runtime.engine import FCOS_OUTPUTS, runtime_class
-from defectscope.runtime.export import export_onnx
-from defectscope.runtime.reference import BOX_TOLERANCE_PX, detections_agree
+from defectscope.export import export_onnx
+from defectscope.runtime import DEFAULT_TOLERANCE, ParityError, RuntimeModel
+from defectscope.runtime.parity import BOX_TOLERANCE_PX, detections_agree
+from defectscope.scoring.box_heads import DetectorHead
+from defectscope.scoring.families import head_class
+from defectscope.scoring.heads import FCOS_OUTPUTS
 from defectscope.scoring.fcos import FcosSettings, detect_images, fcos_strides
 from defectscope.types import Verdict
 
@@ -85,8 +86,8 @@ def test_training_records_references_with_detections_and_export_holds_them(detec
 def test_runtime_equals_torch_on_other_parts_and_sizes(detector_bundles):
     torch_model = load_bundle(detector_bundles["exported"]).model
     runtime = RuntimeModel.load(detector_bundles["exported"])
-    assert isinstance(runtime, DetectorRuntime) and runtime_class("detector") is DetectorRuntime
-    assert runtime.classes == torch_model.classes_ and runtime.threshold == torch_model.threshold
+    assert isinstance(runtime.head, DetectorHead) and head_class("detector") is DetectorHead
+    assert runtime.head.classes == torch_model.classes_ and runtime.threshold == torch_model.threshold
     limit = DEFAULT_TOLERANCE * torch_model.threshold
     images, verdicts, sizes = _others(), set(), set()
     for image in images:
@@ -155,19 +156,23 @@ def test_load_compares_detections_with_those_recorded_at_export(detector_bundles
         RuntimeModel.load(model_dir)
 
 
-def test_failed_parity_writes_nothing(detector_bundles, copy_of, monkeypatch):
+def test_failed_parity_writes_nothing(detector_bundles, copy_of, drifting_backend):
     model_dir = copy_of(detector_bundles["trained"])
-    original = DetectorRuntime.detect
 
-    def shifted(self, image, template=None):
-        return [dataclasses.replace(d, box=(d.box[0] + 0.5, *d.box[1:]))
-                for d in original(self, image, template)]
+    def wider_boxes(outputs):  # box distances 5% longer: the same confidences, other boxes
+        outputs[1] = outputs[1] * np.float32(1.05)
+        return outputs
 
-    monkeypatch.setattr(DetectorRuntime, "detect", shifted)
+    drifting_backend(wider_boxes)
     with pytest.raises(ParityError, match="detections differ from torch's"):
         export_onnx(model_dir)
     assert not (model_dir / "onnx").exists()
-    monkeypatch.setattr(DetectorRuntime, "detect", lambda self, image, template=None: [])
+
+    def no_boxes(outputs):
+        outputs[0] = np.full_like(outputs[0], -1e4)
+        return outputs
+
+    drifting_backend(no_boxes)
     with pytest.raises(ParityError, match="scores reference images differently"):
         export_onnx(model_dir)
     assert not (model_dir / "onnx").exists()

@@ -12,19 +12,10 @@ import pytest
 from defectscope.errors import BundleError
 from defectscope.line.pipeline import BundleInspector, Inspector
 from defectscope.line.runner import load_inspector
-from defectscope.runtime import (
-    SUPPORTED_MODELS,
-    AnomalyRuntime,
-    ClassifierRuntime,
-    DetectorRuntime,
-    ParityError,
-    RuntimeInspector,
-    ReferenceRuntime,
-    RuntimeModel,
-    SegmenterRuntime,
-)
-from defectscope.runtime.anomaly import build_scorer
-from defectscope.runtime.engine import runtime_class
+from defectscope.runtime import SUPPORTED_MODELS, ParityError, RuntimeInspector, RuntimeModel
+from defectscope.scoring.box_heads import DetectorHead, ReferenceHead
+from defectscope.scoring.families import head_class
+from defectscope.scoring.heads import AnomalyHead, ClassifierHead, SegmenterHead, build_scorer
 from defectscope.types import Verdict
 
 from tests.conftest import defective_part, good_part
@@ -88,14 +79,14 @@ def test_runtime_refuses_to_start_when_references_score_differently(exported, co
 def test_unsupported_model_is_a_clear_error(name):
     with pytest.raises(BundleError, match="supports patchcore, padim, classifier, segmenter, "
                                           "reference, detector, not"):
-        runtime_class(name)
+        head_class(name)
 
 
-def test_every_supported_model_has_a_runtime():
-    assert {name: runtime_class(name) for name in SUPPORTED_MODELS} == {
-        "patchcore": AnomalyRuntime, "padim": AnomalyRuntime,
-        "classifier": ClassifierRuntime, "segmenter": SegmenterRuntime,
-        "reference": ReferenceRuntime, "detector": DetectorRuntime}
+def test_every_supported_model_has_a_head():
+    assert {name: head_class(name) for name in SUPPORTED_MODELS} == {
+        "patchcore": AnomalyHead, "padim": AnomalyHead,
+        "classifier": ClassifierHead, "segmenter": SegmenterHead,
+        "reference": ReferenceHead, "detector": DetectorHead}
     with pytest.raises(BundleError, match="patch scoring exists for patchcore, padim"):
         build_scorer("classifier", {})
 
@@ -140,9 +131,8 @@ def test_runtime_loads_and_inspects_without_importing_torch(exported, exported_s
         "import sys\n"
         "import numpy as np\n"
         "from defectscope.runtime import RuntimeInspector\n"
-        "import defectscope.runtime.engine, defectscope.runtime.anomaly\n"
-        "import defectscope.runtime.supervised, defectscope.runtime.reference\n"
-        "import defectscope.runtime.backends\n"
+        "import defectscope.runtime.engine, defectscope.runtime.parity\n"
+        "import defectscope.runtime.backends, defectscope.scoring.families\n"
         "import defectscope.scoring\n"
         f"for path in {paths!r}:\n"
         "    inspector = RuntimeInspector(path)\n"
@@ -151,7 +141,7 @@ def test_runtime_loads_and_inspects_without_importing_torch(exported, exported_s
         "    assert getattr(result.anomaly_map, 'shape', None) == expected, path\n"
         # the reference model compares parts with its golden template (96 x 96 boards)
         f"inspector = RuntimeInspector({str(reference_bundles['golden'])!r})\n"
-        "assert inspector.inspect(inspector.model.golden_template).verdict.value == 'OK'\n"
+        "assert inspector.inspect(inspector.model.head.golden_template).verdict.value == 'OK'\n"
         f"result = inspector.inspect(np.load({str(board)!r}))\n"
         "assert result.verdict.value == 'NG' and result.detections, result\n"
         "loaded = sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.'))\n"

@@ -11,7 +11,7 @@ import pytest
 from defectscope.bundle import load_bundle
 from defectscope.errors import BundleError
 from defectscope.runtime import DEFAULT_TOLERANCE, ParityError, RuntimeModel
-from defectscope.runtime.export import export_onnx
+from defectscope.export import export_onnx
 
 from tests.conftest import defective_part, good_part
 

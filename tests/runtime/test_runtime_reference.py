@@ -17,16 +17,11 @@ from defectscope.line.decision import evaluate
 from defectscope.line.pipeline import BundleInspector
 from defectscope.line.runner import load_inspector
 from defectscope.line.sources import Frame
-from defectscope.runtime import (
-    DEFAULT_TOLERANCE,
-    ParityError,
-    ReferenceRuntime,
-    RuntimeInspector,
-    RuntimeModel,
-)
-from defectscope.runtime.engine import runtime_class
-from defectscope.runtime.export import export_onnx, network_graph
-from defectscope.runtime.reference import BOX_TOLERANCE_PX, detections_agree
+from defectscope.export import export_onnx, network_graph
+from defectscope.runtime import DEFAULT_TOLERANCE, ParityError, RuntimeInspector, RuntimeModel
+from defectscope.runtime.parity import BOX_TOLERANCE_PX, detections_agree
+from defectscope.scoring.box_heads import ReferenceHead
+from defectscope.scoring.families import head_class
 from defectscope.types import Verdict
 
 from tests.models.test_reference import pair, rgb
@@ -68,8 +63,9 @@ def test_export_writes_the_window_network_and_the_reference_detections(reference
 def test_runtime_equals_torch_on_other_boards(reference_bundles):
     torch_model = load_bundle(reference_bundles["plain"]).model
     runtime = RuntimeModel.load(reference_bundles["plain"])
-    assert isinstance(runtime, ReferenceRuntime)
-    assert runtime.threshold == torch_model.threshold and runtime.classes == torch_model.classes_
+    assert isinstance(runtime.head, ReferenceHead)
+    assert runtime.threshold == torch_model.threshold
+    assert runtime.head.classes == torch_model.classes_
     limit = _limit(torch_model)
     verdicts = set()
     for part, template, _ in BOARDS:
@@ -86,7 +82,7 @@ def test_the_golden_template_is_used_when_none_is_passed(reference_bundles):
     part, template, _ = pair(1000)
     torch_model = load_bundle(reference_bundles["golden"]).model
     runtime = RuntimeModel.load(reference_bundles["golden"])
-    assert np.array_equal(runtime.golden_template, template)
+    assert np.array_equal(runtime.head.golden_template, template)
     with_template = runtime.predict(part, template)
     assert with_template.verdict is Verdict.NG and with_template.detections
     _same_result(with_template, runtime.predict(part), 0.0)
@@ -116,7 +112,7 @@ def test_a_missing_template_is_the_torch_models_error(reference_bundles):
     part, _, _ = pair(1000)
     torch_model = load_bundle(reference_bundles["plain"]).model
     runtime = RuntimeModel.load(reference_bundles["plain"])
-    assert runtime.golden_template is None
+    assert runtime.head.golden_template is None
     with pytest.raises(DefectscopeError) as torch_error:
         torch_model.predict(part)
     for call in (runtime.predict, runtime.detect, runtime.anomaly):
@@ -130,8 +126,9 @@ def test_a_failed_alignment_is_unsure_with_the_reason_on_both_paths(reference_bu
     torch_model = load_bundle(reference_bundles["plain"]).model
     runtime = RuntimeModel.load(reference_bundles["plain"])
     torch_model.config = dataclasses.replace(torch_model.config, align=True)
-    runtime.settings = dataclasses.replace(
-        runtime.settings, compare=dataclasses.replace(runtime.settings.compare, align=True))
+    runtime.head.settings = dataclasses.replace(
+        runtime.head.settings,
+        compare=dataclasses.replace(runtime.head.settings.compare, align=True))
     blank, template = np.zeros((96, 96), np.uint8), pair(1000)[1]
     expected, got = torch_model.predict(blank, template), runtime.predict(blank, template)
     assert got.verdict is expected.verdict is Verdict.UNSURE
@@ -162,19 +159,23 @@ def test_load_compares_detections_with_those_recorded_at_export(reference_bundle
         RuntimeModel.load(model_dir)
 
 
-def test_failed_parity_writes_nothing(reference_bundles, copy_of, monkeypatch):
+def test_failed_parity_writes_nothing(reference_bundles, copy_of, drifting_backend):
     model_dir = copy_of(reference_bundles["plain"])
-    original = ReferenceRuntime.detect
 
-    def shifted(self, image, template=None):
-        return [dataclasses.replace(d, box=(d.box[0] + 0.5, *d.box[1:]))
-                for d in original(self, image, template)]
+    def shifted(outputs):  # box fractions moved by 2% of the window: the same confidences
+        outputs[1] = outputs[1] + np.float32(0.02)
+        return outputs
 
-    monkeypatch.setattr(ReferenceRuntime, "detect", shifted)
+    drifting_backend(shifted)
     with pytest.raises(ParityError, match="detections differ from torch's"):
         export_onnx(model_dir, model_dir / "onnx2")
     assert not (model_dir / "onnx2").exists()
-    monkeypatch.setattr(ReferenceRuntime, "detect", lambda self, image, template=None: [])
+
+    def background_only(outputs):
+        outputs[0][:, 0] = 1e4
+        return outputs
+
+    drifting_backend(background_only)
     with pytest.raises(ParityError, match="scores reference images differently"):
         export_onnx(model_dir, model_dir / "onnx2")
     assert not (model_dir / "onnx2").exists()
@@ -186,5 +187,5 @@ def test_an_unknown_model_is_refused_naming_the_supported_models():
     with pytest.raises(BundleError, match=message):
         network_graph(SimpleNamespace(name="fasterrcnn"))
     with pytest.raises(BundleError, match=message):
-        runtime_class("fasterrcnn")
-    assert runtime_class("reference") is ReferenceRuntime
+        head_class("fasterrcnn")
+    assert head_class("reference") is ReferenceHead

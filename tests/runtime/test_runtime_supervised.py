@@ -12,15 +12,9 @@ import pytest
 from defectscope.bundle import load_bundle
 from defectscope.errors import BundleError
 from defectscope.line.runner import load_inspector
-from defectscope.runtime import (
-    DEFAULT_TOLERANCE,
-    ClassifierRuntime,
-    ParityError,
-    RuntimeInspector,
-    RuntimeModel,
-    SegmenterRuntime,
-)
-from defectscope.runtime.export import export_onnx, network_graph
+from defectscope.export import export_onnx, network_graph
+from defectscope.runtime import DEFAULT_TOLERANCE, ParityError, RuntimeInspector, RuntimeModel
+from defectscope.scoring.heads import ClassifierHead, SegmenterHead
 from defectscope.types import Verdict
 
 from tests.conftest import defective_part, good_part
@@ -101,18 +95,19 @@ def test_runtime_equals_torch_on_other_images_of_several_sizes(exported_supervis
 
 def test_multiclass_runtime_names_the_defect_type(exported_supervised):
     runtime = RuntimeModel.load(exported_supervised["classifier_multiclass"])
-    assert isinstance(runtime, ClassifierRuntime)
-    assert runtime.classes == ("good", "blob", "scratch")
+    assert isinstance(runtime.head, ClassifierHead)
+    assert runtime.head.classes == ("good", "blob", "scratch")
     types = {runtime.predict(image).defect_type for image in _images()}
     assert types - {None} and types <= {None, "blob", "scratch"}
     binary = RuntimeModel.load(exported_supervised["classifier_binary"])
-    assert binary.classes == ("good", "defect")
+    assert binary.head.classes == ("good", "defect")
 
 
 def test_segmenter_runtime_flip_averages_like_the_config(exported_supervised, copy_of):
     plain = RuntimeModel.load(exported_supervised["segmenter"])
     flip = RuntimeModel.load(exported_supervised["segmenter_flip"])
-    assert isinstance(flip, SegmenterRuntime) and flip.flip_average and not plain.flip_average
+    assert isinstance(flip.head, SegmenterHead) and flip.head.flip_average
+    assert not plain.head.flip_average
     image = defective_part(960, (72, 88))[0]
     mirrored = np.ascontiguousarray(image[::-1, ::-1])
     _, prob, _ = flip.anomaly(image)
@@ -133,9 +128,9 @@ def test_segmenter_runtime_flip_averages_like_the_config(exported_supervised, co
 def test_a_batch_scores_like_its_images_one_by_one(exported_supervised, name):
     runtime = RuntimeModel.load(exported_supervised[name])
     inputs = [runtime.preprocessor(image) for image in (good_part(3), defective_part(4)[0])]
-    batch = runtime.run(np.stack(inputs))
+    batch = runtime.forward(np.stack(inputs))[0]
     for i, array in enumerate(inputs):
-        np.testing.assert_allclose(batch[i], runtime.run(array[None])[0], atol=1e-5)
+        np.testing.assert_allclose(batch[i], runtime.forward(array[None])[0][0], atol=1e-5)
 
 
 @pytest.mark.parametrize("name", ["classifier_binary", "segmenter_flip"])
@@ -169,16 +164,15 @@ def test_failed_parity_check_writes_nothing(trained_supervised, copy_of, name):
 
 
 def test_class_probabilities_are_held_to_the_tolerance_too(trained_supervised, copy_of,
-                                                           monkeypatch):
-    """A runtime that kept P(good), hence the score, but swapped the defect classes is refused."""
+                                                           drifting_backend):
+    """A network that kept P(good), hence the score, but swapped the defect classes is refused."""
     model_dir = copy_of(trained_supervised["classifier_multiclass"])
-    original = ClassifierRuntime.probabilities
 
-    def swapped(self, image):
-        p = original(self, image)
-        return {"good": p["good"], "blob": p["scratch"], "scratch": p["blob"]}
+    def swapped(outputs):  # logits of blob and scratch exchanged
+        outputs[0] = outputs[0][:, [0, 2, 1]]
+        return outputs
 
-    monkeypatch.setattr(ClassifierRuntime, "probabilities", swapped)
+    drifting_backend(swapped)
     with pytest.raises(ParityError, match="class probabilities"):
         export_onnx(model_dir)
     assert not (model_dir / "onnx").exists()

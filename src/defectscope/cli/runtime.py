@@ -38,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from defectscope.runtime.export import export_onnx  # imports torch: only when exporting
+    from defectscope.export import export_onnx  # imports torch: only when exporting
 
     formats = ("onnx",) if args.format == "onnx" else ("onnx", args.format)
     out = export_onnx(args.model, args.out, tolerance=args.tolerance, formats=formats)

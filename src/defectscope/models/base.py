@@ -1,34 +1,35 @@
-"""What every anomaly model shares: config, backbone, batching, predict, threshold, saved state.
+"""What every anomaly model shares: config, backbone, batching, fitting, saved state.
 
 A subclass supplies four hooks: ``_embed`` (backbone features -> patch embeddings), ``_start_fit``,
 ``_add_embeddings`` (stream one batch into the learned state) and ``_finish_fit``, plus
-``_score_embeddings`` (embeddings of one image -> patch score grid and image score). The base class
-does the rest the same way for all of them: preprocessing, batching, timing, the anomaly map at the
-image's own size, the verdict, and the tensors that go into a bundle.
+``_scorer`` (the numpy patch scoring over its learned state: embeddings of one image -> patch
+score grid and image score). The base class does the rest the same way for all of them:
+preprocessing, batching and the tensors that go into a bundle. Inspection is the contract's
+(``defectscope.models.contract``): the backbone and ``_embed`` as one network (``Embedder``, also
+what goes into ONNX), then ``AnomalyHead``, the very head the torch-free runtime scores with.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import time
 from typing import Any, ClassVar, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
+from torch import nn
 
-from defectscope.errors import AlignmentError, ConfigError, DefectscopeError
+from defectscope.errors import ConfigError, DefectscopeError
 from defectscope.models.backbones import (
     WeightsSource,
     build_feature_extractor,
     empty_feature_extractor,
     get_backbone_spec,
 )
-from defectscope.models.decision import Thresholded
+from defectscope.models.contract import InspectionModel
 from defectscope.options import make_config as build_config
 from defectscope.preprocess import PreprocessConfig, Preprocessor, parse_steps
-from defectscope.preprocess.tiling import score_tiled, training_inputs
-from defectscope.scoring import anomaly_map
-from defectscope.types import Failure, InspectionResult, Verdict
+from defectscope.preprocess.tiling import training_inputs
+from defectscope.scoring.heads import AnomalyHead, Scorer
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,11 +89,24 @@ def _batches(arrays: Iterable[np.ndarray], batch_size: int) -> Iterator[list[np.
         yield batch
 
 
-class AnomalyModel(Thresholded):
+class Embedder(nn.Module):
+    """``model._embed(model.extractor_(x))`` as one module: the anomaly models' network."""
+
+    def __init__(self, model: "AnomalyModel") -> None:
+        super().__init__()
+        self.extractor = model.extractor_
+        self._embed = model._embed
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._embed(self.extractor(x))
+
+
+class AnomalyModel(InspectionModel):
     """Base for models trained on good images only. ``__init__`` stores options, nothing else."""
 
     name: ClassVar[str] = ""
     config_class: ClassVar[type] = AnomalyConfig
+    channels_last = True
 
     def __init__(self, **options: Any) -> None:
         self.config = make_config(self.config_class, options)
@@ -133,8 +147,9 @@ class AnomalyModel(Thresholded):
     def _finish_fit(self) -> None:
         raise NotImplementedError
 
-    def _score_embeddings(self, embeddings: torch.Tensor) -> tuple[np.ndarray, float]:
-        """One image's embeddings (1 x D x h x w) -> patch scores (h x w) and the image score."""
+    def _scorer(self) -> Scorer:
+        """The patch scoring over the learned state: one image's embeddings (1 x D x h x w,
+        numpy) -> patch scores (h x w) and the image score."""
         raise NotImplementedError
 
     def _learned_arrays(self) -> dict[str, np.ndarray]:
@@ -223,49 +238,13 @@ class AnomalyModel(Thresholded):
         self.extractor_ = extractor.to(memory_format=torch.channels_last)
         self.weights_source_ = source
 
-    # -- inference -----------------------------------------------------------------------------
-    def anomaly(self, image: np.ndarray) -> tuple[float, np.ndarray, dict[str, float]]:
-        """Score one RGB uint8 image: (image score, anomaly map at the image's size, timings ms)."""
-        self._check_fitted()
-        return score_tiled(self.preprocessor, image, self._anomaly_input)
+    # -- inspection (the contract's predictor) -------------------------------------------------
+    def network(self) -> nn.Module:
+        """The backbone trunk and the patch embedding: image batch -> patch embeddings."""
+        return Embedder(self)
 
-    def _anomaly_input(self, array: np.ndarray) -> tuple[float, np.ndarray, dict[str, float]]:
-        """One network input (C x h x w) -> (score, anomaly map at h x w, timings ms)."""
-        t1 = time.perf_counter()
-        with torch.inference_mode():
-            tensor = torch.from_numpy(array[None]).contiguous(memory_format=torch.channels_last)
-            embeddings = self._embed(self.extractor_(tensor))
-        t2 = time.perf_counter()
-        patch_scores, score = self._score_embeddings(embeddings)
-        t3 = time.perf_counter()
-        anomaly_map = self._upsample(patch_scores, array.shape[1:], array.shape[1:])
-        t4 = time.perf_counter()
-        timings = {
-            "backbone": (t2 - t1) * 1e3,
-            "scoring": (t3 - t2) * 1e3,
-            "anomaly_map": (t4 - t3) * 1e3,
-        }
-        return float(score), anomaly_map, timings
-
-    def _upsample(self, patch_scores: np.ndarray, input_hw, image_hw) -> np.ndarray:
-        """Patch grid -> network input size, Gaussian-smoothed -> the original image size."""
-        return anomaly_map(patch_scores, input_hw, image_hw, self.config.blur_sigma)
-
-    def predict(self, image: np.ndarray) -> InspectionResult:
-        """Score, verdict (needs a threshold: see ``set_threshold``), anomaly map and timings."""
-        try:
-            score, anomaly_map, timings = self.anomaly(image)
-        except AlignmentError as error:  # never a silent OK: a person looks at the part
-            return InspectionResult.failed(Failure.ALIGNMENT, str(error))
-        if self.threshold is None:
-            raise DefectscopeError(
-                f"{self.name} has no decision threshold yet; calibrate it (defectscope train does)"
-            )
-        verdict = Verdict.from_score(score, self.threshold, self.config.unsure_band)
-        reason = "score near the threshold" if verdict is Verdict.UNSURE else None
-        return InspectionResult(
-            score=score, verdict=verdict, anomaly_map=anomaly_map, timings=timings, reason=reason
-        )
+    def head(self) -> AnomalyHead:
+        return AnomalyHead(self.preprocessor, self._scorer(), self.config.blur_sigma)
 
     # -- state for bundles ---------------------------------------------------------------------
     def arrays(self) -> dict[str, np.ndarray]:

@@ -20,17 +20,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from defectscope.errors import ConfigError, DataError, DefectscopeError
+from defectscope.errors import ConfigError, DataError
 from defectscope.models.backbones import WeightsSource, get_backbone_spec, load_pretrained
 from defectscope.models.registry import register
-from defectscope.models.supervised import SupervisedConfig, SupervisedModel, numpy_forward
-from defectscope.scoring.classification import (
-    class_probabilities,
-    classification_result,
-    not_good_score,
-    probabilities_by_class,
-)
-from defectscope.types import GOOD, InspectionResult
+from defectscope.models.contract import torch_forward
+from defectscope.models.supervised import SupervisedConfig, SupervisedModel
+from defectscope.scoring.classification import class_probabilities
+from defectscope.scoring.heads import ClassifierHead
+from defectscope.types import GOOD
 
 TASKS = ("multiclass", "binary")
 DEFECT = "defect"
@@ -151,30 +148,15 @@ class DefectClassifier(SupervisedModel):
         return self._probabilities(network, x).argmax(axis=1)
 
     def _probabilities(self, network: nn.Module, x: np.ndarray) -> np.ndarray:
-        forward = numpy_forward(network)
-        return np.concatenate([class_probabilities(forward(x[start:start + 32]))
+        forward = torch_forward(network)
+        return np.concatenate([class_probabilities(forward(x[start:start + 32])[0])
                                for start in range(0, len(x), 32)])
 
-    # -- inference ----------------------------------------------------------------------------
-    # Logits -> probabilities -> score / verdict / defect type is ``defectscope.scoring``'s, the
-    # same functions the torch-free runtime calls.
-    def _image_probabilities(self, image: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:
-        logits, timings = self._timed(image, numpy_forward(self.net_))
-        return class_probabilities(logits[0]), timings
+    # -- inspection (the contract's predictor) -------------------------------------------------
+    def head(self) -> ClassifierHead:
+        return ClassifierHead(self.preprocessor, self.classes_)
 
     def probabilities(self, image: np.ndarray) -> dict[str, float]:
         """The class probabilities of one RGB uint8 image."""
-        return probabilities_by_class(self._image_probabilities(image)[0], self.classes_)
-
-    def anomaly(self, image: np.ndarray) -> tuple[float, None, dict[str, float]]:
-        """(score = probability of not good, no map, timings ms); 1.0 when no class is good."""
-        probabilities, timings = self._image_probabilities(image)
-        return not_good_score(probabilities, self.classes_), None, timings
-
-    def predict(self, image: np.ndarray) -> InspectionResult:
-        if self.threshold is None:
-            raise DefectscopeError(f"{self.name} has no decision threshold yet; set_threshold() or "
-                                   "train it with defectscope train")
-        probabilities, timings = self._image_probabilities(image)
-        return classification_result(probabilities, self.classes_, self.threshold,
-                                     self.config.unsure_band, timings)
+        self._check_fitted()
+        return self.head().probabilities(torch_forward(self.net_), image)

@@ -17,30 +17,25 @@ other models' contract, so bundles, thresholds, verdicts and the line work uncha
 
 from __future__ import annotations
 
-import time
 from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 import numpy as np
 
-from defectscope.bundle import META_KEY, decode_meta, encode_meta
+from defectscope.tensor_meta import META_KEY, decode_meta, encode_meta
 from defectscope.data.detection import DetectionDataset, DetectionSample
 from defectscope.errors import ConfigError, DefectscopeError
-from defectscope.models.decision import Thresholded
+from defectscope.models.contract import InspectionModel, torch_forward
 from defectscope.options import make_config
-from defectscope.scoring.detection import (
-    best_confidence,
-    boxes_result,
-    missing_template,
-)
-from defectscope.types import Detection, InspectionResult
+from defectscope.scoring.box_heads import BoxHead
+from defectscope.types import Detection
 
 
-class DetectionModel(Thresholded):
+class DetectionModel(InspectionModel):
     """Base for models that return boxes. ``__init__`` stores options, nothing else.
 
     Subclasses set ``config_class`` (a frozen dataclass with ``to_dict``, ``unsure_band``,
     ``min_confidence``) and ``preprocess_config`` (recorded in the bundle), and implement
-    ``fit``, ``detect``, ``_tensors``, ``_meta`` and ``_restore``.
+    ``fit``, ``network``, ``head`` (a ``BoxHead``), ``_tensors``, ``_meta`` and ``_restore``.
     """
 
     name: ClassVar[str] = ""
@@ -54,9 +49,6 @@ class DetectionModel(Thresholded):
     def fit(self, dataset: DetectionDataset, train: Sequence[DetectionSample],
             val: Sequence[DetectionSample], *, progress: bool = True,
             log: Callable[[str], None] = print) -> "DetectionModel":
-        raise NotImplementedError
-
-    def detect(self, image: np.ndarray, template: np.ndarray | None = None) -> list[Detection]:
         raise NotImplementedError
 
     def _tensors(self) -> dict[str, np.ndarray]:
@@ -94,27 +86,12 @@ class DetectionModel(Thresholded):
         self.calibration_ = None
         return self
 
-    # -- inference ------------------------------------------------------------------------------
-    def _check_template(self, template: np.ndarray | None) -> None:
-        if self.needs_template and template is None:
-            raise missing_template(self.name)
+    # -- inspection: the contract's predictor, and the boxes alone ---------------------------
+    def head(self) -> BoxHead:
+        raise NotImplementedError
 
-    # The verdict rule and the failure results are ``defectscope.scoring.detection``'s, the
-    # functions the torch-free runtime calls too.
-    def anomaly(self, image: np.ndarray, template: np.ndarray | None = None):
-        """(score, None, timings ms): the best box's confidence, 0.0 when no box is found."""
+    def detect(self, image: np.ndarray, template: np.ndarray | None = None) -> list[Detection]:
+        """Every box at or above ``min_confidence``, best first (the head's, over the torch
+        network: what the runtime does over an exported one)."""
         self._check_fitted()
-        started = time.perf_counter()
-        detections = self.detect(image, template)
-        timings = {"detect": (time.perf_counter() - started) * 1e3}
-        return best_confidence(detections), None, timings
-
-    def predict(self, image: np.ndarray, template: np.ndarray | None = None) -> InspectionResult:
-        """Boxes at or above the threshold; NG when there is one, UNSURE near the threshold or
-        when the part cannot be aligned to its template (with the reason)."""
-        self._check_fitted()
-        if self.threshold is None:
-            raise DefectscopeError(f"{self.name} has no decision threshold yet; set_threshold() "
-                                   "or train it with defectscope train")
-        return boxes_result(lambda: self.detect(image, template), self.threshold,
-                            self.config.unsure_band)
+        return self.head().detect(torch_forward(self.network()), image, template)

@@ -19,19 +19,22 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
+from torch import nn
 
 from defectscope.data.box_augment import BoxAugmentConfig, augment_with_boxes
 from defectscope.data.detection import DetectionDataset, DetectionSample, load_pair
 from defectscope.data.detection_holdout import hold_out_boxes
-from defectscope.errors import ConfigError, DataError, DefectscopeError
+from defectscope.errors import ConfigError, DataError
 from defectscope.models.backbones import get_backbone_spec
+from defectscope.models.contract import torch_forward
 from defectscope.models.detection_base import DetectionModel
 from defectscope.models.supervised import load_network_arrays, network_arrays
 from defectscope.models.detector_net import TAPS, HeadOutputs, NetSpec, build_detector_net
 from defectscope.models.registry import register
 from defectscope.preprocess import PreprocessConfig, Preprocessor
 from defectscope.preprocess.steps import Colour
-from defectscope.scoring.fcos import FcosSettings, detect_images
+from defectscope.scoring.box_heads import DetectorHead
+from defectscope.scoring.fcos import FcosSettings
 from defectscope.types import Detection
 
 
@@ -227,16 +230,8 @@ class BoxDetector(DetectionModel):
         net.detections_per_img = self.config.max_detections
 
     def _detect_arrays(self, net, images: Sequence[np.ndarray]) -> list[list[Detection]]:
-        """Detections for RGB/grey images, best first, boxes in each image's pixel frame: the
-        network up to its head outputs, then ``scoring.fcos``'s numpy decoding (the runtime's)."""
-        raw = HeadOutputs(net).eval()
-
-        def forward(batch: np.ndarray):
-            with torch.inference_mode():
-                return tuple(t.numpy() for t in raw(torch.from_numpy(batch)))
-
-        return detect_images(images, self.preprocessor, forward, self.classes_,
-                             FcosSettings.from_config(self.config.to_dict()))
+        """Detections for RGB/grey images by ``net`` (a network being trained, or ``net_``)."""
+        return self.head().detect_many(torch_forward(HeadOutputs(net)), images)
 
     def _detect_samples(self, net, dataset: DetectionDataset,
                         samples: Sequence[DetectionSample]) -> list[list[Detection]]:
@@ -247,14 +242,14 @@ class BoxDetector(DetectionModel):
             found.extend(self._detect_arrays(net, images))
         return found
 
-    def detect(self, image: np.ndarray, template: np.ndarray | None = None) -> list[Detection]:
-        """Every box at or above ``min_confidence``, most confident first (``template`` is not
-        used: this model needs none)."""
-        self._check_fitted()
-        if not isinstance(image, np.ndarray) or image.ndim not in (2, 3) or image.size == 0:
-            raise DefectscopeError(f"detect needs an H x W or H x W x C image array, got "
-                                   f"{getattr(image, 'shape', type(image))}")
-        return self._detect_arrays(self.net_, [image])[0]
+    # -- inspection (the contract's predictor) -------------------------------------------------
+    def network(self) -> nn.Module:
+        """The network up to FCOS's raw head outputs and the pyramid's level sizes."""
+        return HeadOutputs(self.net_)
+
+    def head(self) -> DetectorHead:
+        return DetectorHead(self.preprocessor, self.classes_,
+                            FcosSettings.from_config(self.config.to_dict()))
 
     def detect_many(self, images: Sequence[np.ndarray]) -> list[list[Detection]]:
         """``detect`` for several images at once (batched: faster per image)."""

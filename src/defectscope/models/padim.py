@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from defectscope.errors import ConfigError, DefectscopeError
 from defectscope.models.base import AnomalyConfig, AnomalyModel
 from defectscope.models.registry import register
-from defectscope.scoring import padim_scores
+from defectscope.scoring.heads import Scorer, padim_scorer
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,9 +120,8 @@ class PaDiM(AnomalyModel):
         self.inverse_covariance_ = torch.from_numpy(inverse).float().contiguous()
         del self._sum, self._outer, self._count
 
-    def _score_embeddings(self, embeddings: torch.Tensor) -> tuple[np.ndarray, float]:
-        return padim_scores(embeddings.numpy(), self.mean_.numpy(),
-                            self.inverse_covariance_.numpy(), self.grid_)
+    def _scorer(self) -> Scorer:
+        return padim_scorer(self.mean_.numpy(), self.inverse_covariance_.numpy(), self.grid_)
 
     def _learned_arrays(self) -> dict[str, np.ndarray]:
         return {

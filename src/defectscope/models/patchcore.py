@@ -25,9 +25,9 @@ import torch.nn.functional as F
 from defectscope.errors import ConfigError
 from defectscope.models.base import AnomalyConfig, AnomalyModel
 from defectscope.models.coreset import StreamingCoreset, greedy_coreset
-from defectscope.models.nn_index import NearestNeighbours
 from defectscope.models.registry import register
-from defectscope.scoring import patchcore_scores
+from defectscope.scoring.heads import Scorer, patchcore_scorer
+from defectscope.scoring.nn_index import NearestNeighbours
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,9 +123,8 @@ class PatchCore(AnomalyModel):
             _, neighbours = self.index_.search(self.memory_bank_, k, ef_search=max(64, 2 * k))
         self.bank_neighbours_ = neighbours.astype(np.int64)
 
-    def _score_embeddings(self, embeddings: torch.Tensor) -> tuple[np.ndarray, float]:
-        return patchcore_scores(embeddings.numpy(), self.index_, self.memory_bank_,
-                                self.bank_neighbours_)
+    def _scorer(self) -> Scorer:
+        return patchcore_scorer(self.index_, self.memory_bank_, self.bank_neighbours_)
 
     def _learned_arrays(self) -> dict[str, np.ndarray]:
         return {

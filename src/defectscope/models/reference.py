@@ -26,25 +26,25 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
+from torch import nn
 
 from defectscope.data.detection import DetectionDataset, DetectionSample, load_pair
 from defectscope.errors import AlignmentError, ConfigError, DataError, DefectscopeError
 from defectscope.models.backbones import HALF, WeightsSource
 from defectscope.models.detection_base import DetectionModel
-from defectscope.models.reference_compare import CompareConfig, Comparison, encode_boxes
-from defectscope.models.reference_detect import (
+from defectscope.scoring.reference_compare import CompareConfig, Comparison, encode_boxes
+from defectscope.scoring.reference_detect import (
     GOLDEN_TEMPLATE_KEY,
     ReferenceSettings,
     candidate_comparison,
     candidate_windows,
-    detect_boxes,
 )
 from defectscope.models.reference_net import ReferenceNet, TrainArrays, train_reference_net
 from defectscope.models.registry import register
 from defectscope.models.supervised import load_network_arrays, network_arrays
 from defectscope.preprocess import PreprocessConfig
+from defectscope.scoring.box_heads import ReferenceHead
 from defectscope.scoring.boxes import box_iou
-from defectscope.types import Detection
 
 FORMAT_VERSION = 1
 
@@ -189,13 +189,6 @@ class ReferenceComparison(DetectionModel):
     def _windows(self, comparison: Comparison) -> tuple[np.ndarray, np.ndarray]:
         return candidate_windows(comparison, self._settings())
 
-    def _forward(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The window network on a float32 batch, as numpy (eval mode, no gradients)."""
-        self.net_.eval()
-        with torch.inference_mode():
-            logits, boxes = self.net_(torch.from_numpy(batch))
-        return logits.numpy(), boxes.numpy()
-
     def _training_windows(self, dataset: DetectionDataset, samples: Sequence[DetectionSample],
                           desc: str, progress: bool, log: Callable[[str], None]) -> TrainArrays:
         from tqdm import tqdm
@@ -280,15 +273,15 @@ class ReferenceComparison(DetectionModel):
         self.threshold_, self.calibration_ = None, None
         return self
 
-    # -- inference ----------------------------------------------------------------------------
-    def detect(self, image: np.ndarray, template: np.ndarray | None = None) -> list[Detection]:
-        """Every box with a defect probability >= ``min_confidence``, best first. Raises for a
-        missing or mismatched template and, with ``align``, for a pair it cannot register."""
-        self._check_fitted()
-        if template is None:
-            template = self.golden_template
-        self._check_template(template)
-        return detect_boxes(image, template, self._settings(), self.classes_, self._forward)
+    # -- inspection (the contract's predictor) -------------------------------------------------
+    def network(self) -> nn.Module:
+        """The window network: float32 windows -> (class logits, box fractions)."""
+        return self.net_
+
+    def head(self) -> ReferenceHead:
+        """Compares a part with its template (the golden one when none comes with it); a
+        missing or mismatched template raises, and with ``align`` a pair it cannot register."""
+        return ReferenceHead(self.classes_, self._settings(), self.golden_template, self.name)
 
     # -- golden template ----------------------------------------------------------------------
     @property

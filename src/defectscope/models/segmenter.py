@@ -29,13 +29,10 @@ from defectscope.models.backbones import (
     empty_feature_extractor,
 )
 from defectscope.models.registry import register
-from defectscope.models.supervised import SupervisedConfig, SupervisedModel, numpy_forward
-from defectscope.scoring.segmentation import (
-    defect_probabilities,
-    segmentation_output,
-    segmentation_result,
-)
-from defectscope.types import InspectionResult
+from defectscope.models.contract import torch_forward
+from defectscope.models.supervised import SupervisedConfig, SupervisedModel
+from defectscope.scoring.heads import SegmenterHead
+from defectscope.scoring.segmentation import defect_probabilities
 
 ENCODER_LAYERS = ("blocks.1", "blocks.2", "blocks.4", "blocks.6")  # strides 4, 8, 16, 32
 SELECT_METRICS = ("dice", "pixel_auroc")
@@ -203,24 +200,11 @@ class DefectSegmenter(SupervisedModel):
     # the same functions the torch-free runtime calls.
     def _probability_maps(self, network: nn.Module, x: np.ndarray) -> np.ndarray:
         """N x H x W defect probabilities of a preprocessed stack (flip-averaged if configured)."""
-        forward = numpy_forward(network)
+        forward = torch_forward(network)
         return np.concatenate([
-            defect_probabilities(forward, x[start:start + 16], self.config.flip_average)[:, 0]
+            defect_probabilities(lambda b: forward(b)[0], x[start:start + 16],
+                                 self.config.flip_average)[:, 0]
             for start in range(0, len(x), 16)])
 
-    def _forward_probabilities(self, batch: np.ndarray) -> np.ndarray:
-        return defect_probabilities(numpy_forward(self.net_), batch, self.config.flip_average)
-
-    def anomaly(self, image: np.ndarray) -> tuple[float, np.ndarray, dict[str, float]]:
-        """(image score, probability map at the image's size, timings ms)."""
-        probabilities, timings = self._timed(image, self._forward_probabilities)
-        score, prob = segmentation_output(probabilities[0, 0], image.shape[:2],
-                                          self.config.min_area)
-        return score, prob, timings
-
-    def predict(self, image: np.ndarray) -> InspectionResult:
-        if self.threshold is None:
-            raise DefectscopeError(f"{self.name} has no decision threshold yet; set_threshold() "
-                                   "or train it with defectscope train")
-        score, prob, timings = self.anomaly(image)
-        return segmentation_result(score, prob, self.threshold, self.config.unsure_band, timings)
+    def head(self) -> SegmenterHead:
+        return SegmenterHead(self.preprocessor, self.config.min_area, self.config.flip_average)

@@ -1,7 +1,9 @@
 """What the supervised models (classifier, segmenter) share: config, preprocessing, batching,
-threshold, and the tensors that go into a bundle.
+and the tensors that go into a bundle.
 
-The network is a plain ``nn.Module``; the model class knows fit, predict, save and load. Fitting
+The network is a plain ``nn.Module`` (``net_``, the contract's ``network()``, exported whole to
+ONNX); the model class knows fit, save and load, and inspects through its head
+(``defectscope.models.contract``). Fitting
 runs the plain loop in ``defectscope.training.supervised`` (warm-up with a frozen backbone, then
 fine-tuning at a lower learning rate, early stopping on a validation metric, best checkpoint kept).
 """
@@ -9,17 +11,16 @@ fine-tuning at a lower learning rate, early stopping on a validation metric, bes
 from __future__ import annotations
 
 import dataclasses
-import time
-from typing import Any, Callable, ClassVar, Mapping, Sequence
+from typing import Any, ClassVar, Mapping, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from defectscope.bundle import META_KEY, decode_meta, encode_meta  # noqa: F401 (re-exported)
+from defectscope.tensor_meta import META_KEY, decode_meta, encode_meta
 from defectscope.errors import ConfigError, DefectscopeError
 from defectscope.models.backbones import WeightsSource, get_backbone_spec
-from defectscope.models.decision import Thresholded
+from defectscope.models.contract import InspectionModel
 from defectscope.options import make_config
 from defectscope.preprocess import PreprocessConfig, Preprocessor
 
@@ -96,19 +97,7 @@ def load_network_arrays(net: nn.Module, arrays: Mapping[str, np.ndarray], model_
     return net.eval()
 
 
-def numpy_forward(network: nn.Module) -> Callable[[np.ndarray], np.ndarray]:
-    """``network`` as a numpy function (eval mode, no gradients), the form the shared scoring
-    in ``defectscope.scoring`` takes, like an onnxruntime session in the runtime."""
-
-    def forward(batch: np.ndarray) -> np.ndarray:
-        network.eval()
-        with torch.inference_mode():
-            return network(torch.from_numpy(np.ascontiguousarray(batch))).numpy()
-
-    return forward
-
-
-class SupervisedModel(Thresholded):
+class SupervisedModel(InspectionModel):
     """Base for models trained on labelled images. ``__init__`` stores options, nothing else."""
 
     name: ClassVar[str] = ""
@@ -142,11 +131,8 @@ class SupervisedModel(Thresholded):
         """Preprocess RGB uint8 images once, to a float32 stack N x 3 x h x w."""
         return np.stack([self.preprocessor(image) for image in images]).astype(np.float32)
 
-    def forward_arrays(self, batch: np.ndarray) -> torch.Tensor:
-        """Network outputs for a preprocessed stack, in eval mode, without gradients."""
-        self.net_.eval()
-        with torch.inference_mode():
-            return self.net_(torch.from_numpy(np.ascontiguousarray(batch)))
+    def network(self) -> nn.Module:
+        return self.net_
 
     def arrays(self) -> dict[str, np.ndarray]:
         """Every learned tensor (whole network) plus the class list etc. as a JSON byte tensor."""
@@ -167,16 +153,3 @@ class SupervisedModel(Thresholded):
         self.threshold_ = None
         self.calibration_ = None
         return self
-
-    def _timed(self, image: np.ndarray, forward: Callable[[np.ndarray], Any] | None = None):
-        """(network output for one image, timings ms); ``forward`` replaces ``forward_arrays``.
-
-        The preprocessing is ``self.preprocessor(image)`` (no tiling), as in the runtime.
-        """
-        self._check_fitted()
-        t0 = time.perf_counter()
-        array = self.preprocessor(image)
-        t1 = time.perf_counter()
-        output = (forward or self.forward_arrays)(array[None])
-        t2 = time.perf_counter()
-        return output, {"preprocess": (t1 - t0) * 1e3, "network": (t2 - t1) * 1e3}

@@ -1,11 +1,10 @@
-"""The torch-free runtime: a bundle's ONNX export scored with onnxruntime (or OpenVINO on the
-IR converted from it, ``defectscope.runtime.backends``), numpy and OpenCV.
+"""The torch-free runtime: a bundle's exported network run by a backend (onnxruntime, or OpenVINO
+on the IR converted from it: ``defectscope.runtime.backends``), then the family's numpy head.
 
-``defectscope.runtime.export`` (which needs torch) writes ``M/onnx/``; everything importable from
-here runs without torch, so an edge box needs only the runtime extra and the bundle. Models:
-``SUPPORTED_MODELS`` (patchcore, padim, classifier, segmenter, reference, detector);
-``RuntimeModel.load`` returns the matching ``AnomalyRuntime``, ``ClassifierRuntime``,
-``SegmenterRuntime``, ``ReferenceRuntime`` or ``DetectorRuntime``.
+``defectscope.export`` (which needs torch) writes ``M/onnx/``; everything importable from here
+runs without torch, so an edge box needs only the runtime extra and the bundle. Models:
+``SUPPORTED_MODELS`` (patchcore, padim, classifier, segmenter, reference, detector), all served
+by the one ``RuntimeModel``; ``defectscope.runtime.parity`` holds what an export must prove.
 
 >>> from defectscope.runtime import RuntimeInspector
 >>> RuntimeInspector("models/tiles").inspect(image).verdict   # doctest: +SKIP
@@ -19,11 +18,6 @@ from defectscope.runtime.engine import (
     RuntimeInspector,
     RuntimeModel,
 )
-from defectscope.runtime.anomaly import AnomalyRuntime  # noqa: E402 (after the base class)
-from defectscope.runtime.detector import DetectorRuntime  # noqa: E402
-from defectscope.runtime.reference import ReferenceRuntime  # noqa: E402
-from defectscope.runtime.supervised import ClassifierRuntime, SegmenterRuntime  # noqa: E402
 
-__all__ = ["DEFAULT_TOLERANCE", "SUPPORTED_MODELS", "AnomalyRuntime", "ClassifierRuntime",
-           "DetectorRuntime", "ParityError", "ReferenceCheck", "ReferenceRuntime", "RuntimeInspector",
-           "RuntimeModel", "SegmenterRuntime"]
+__all__ = ["DEFAULT_TOLERANCE", "SUPPORTED_MODELS", "ParityError", "ReferenceCheck",
+           "RuntimeInspector", "RuntimeModel"]

@@ -1,8 +1,8 @@
 """The runtime's backends: what runs the exported network (torch-free).
 
 A backend is anything with onnxruntime's ``session.run(output_names, {input_name: array})``
-call, so every runtime model (``defectscope.runtime.anomaly``, ``supervised``, ``reference``,
-``detector``) feeds the same numpy scoring head whichever runs the network:
+call, so the one ``RuntimeModel`` (``defectscope.runtime.engine``) feeds the family's numpy
+scoring head the same way whichever runs the network:
 
 - ``onnxruntime``: an ``onnxruntime.InferenceSession`` on ``model.onnx`` (the default);
 - ``openvino``: an OpenVINO compiled model (``openvino.Core().compile_model``) on the IR that

@@ -7,13 +7,10 @@ never trusts the export blindly: ``load`` checks every bundle file's hash and th
 then re-scores the bundle's reference images and refuses to start if any score moved by more than
 the export's tolerance (by default 1e-3 of the threshold).
 
-``RuntimeModel.load`` returns the runtime of the bundle's model family (``runtime_class``):
-``AnomalyRuntime`` (patchcore, padim: ONNX backbone, numpy patch scoring) in
-``defectscope.runtime.anomaly``; ``ClassifierRuntime`` and ``SegmenterRuntime`` (the whole ONNX
-network, numpy decision) in ``defectscope.runtime.supervised``; ``ReferenceRuntime`` (the window
-network in ONNX, comparison and boxes in numpy/OpenCV) in ``defectscope.runtime.reference``. This
-module holds what they share: loading and checking, the session (``backend="onnxruntime"`` or
-``"openvino"``: the same ``run`` call either way), the reference re-scoring.
+``RuntimeModel`` is one class for every model family: the backend's session as a ``Forward``
+and the family's scoring head (``defectscope.scoring.families``), built from the bundle's arrays:
+the very head class the torch model scores with (``defectscope.scoring.predictor``). The parity
+checks are ``defectscope.runtime.parity``'s.
 
 >>> model = RuntimeModel.load("models/tiles")   # doctest: +SKIP
 >>> model.predict(image).verdict                # doctest: +SKIP
@@ -22,79 +19,38 @@ module holds what they share: loading and checking, the session (``backend="onnx
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
-from defectscope.bundle import (
-    META_KEY,
-    TENSORS,
-    Reference,
-    decode_meta,
-    read_bundle_info,
-    read_reference_images,
-    score_reference,
-)
+from defectscope.bundle import TENSORS, read_bundle_info, score_reference
 from defectscope.data.hashing import sha256_file
-from defectscope.runtime.backends import (  # noqa: F401 (make_session, PROVIDERS: used here before)
-    IR_FILE,
-    IR_WEIGHTS,
-    PROVIDERS,
-    check_backend,
-    make_backend,
-    make_session,
-)
-from defectscope.errors import BundleError
+from defectscope.errors import BundleError, DefectscopeError
 from defectscope.preprocess import PreprocessConfig, Preprocessor
-from defectscope.types import InspectionResult
+from defectscope.runtime.backends import IR_FILE, IR_WEIGHTS, check_backend, make_backend
+from defectscope.runtime.parity import (  # noqa: F401 (ParityError, ReferenceCheck: re-exported)
+    ParityError,
+    ReferenceCheck,
+    check_export_detections,
+    describe,
+    read_references,
+)
+from defectscope.scoring.box_heads import BoxHead, DetectorHead
+from defectscope.scoring.families import BOX_MODELS, HEADS, head_class
+from defectscope.scoring.heads import INPUT_NAME, ClassifierHead, Forward, Head, Timings
+from defectscope.scoring.predictor import Predictor
+from defectscope.types import Detection, InspectionResult
 
 ONNX_DIR = "onnx"
 ONNX_FILE = "model.onnx"
 EXPORT_JSON = "export.json"
-INPUT_NAME = "image"
-OUTPUT_NAME = "embeddings"  # the anomaly models' ONNX output (the backbone's patch embeddings)
-LOGITS_NAME = "logits"  # the supervised models' ONNX output (the whole network's)
-BOXES_NAME = "boxes"  # the reference model's second ONNX output (box fractions per window)
-# The detector's ONNX outputs: FCOS's raw head outputs and the pyramid levels' grid sizes.
-FCOS_OUTPUTS = ("cls_logits", "bbox_regression", "bbox_ctrness", "level_sizes")
 DEFAULT_TOLERANCE = 1e-3  # |runtime score - recorded score| <= tolerance * threshold
-ANOMALY_MODELS = ("patchcore", "padim")
-SUPERVISED_MODELS = ("classifier", "segmenter")
-BOX_MODELS = ("reference", "detector")
-SUPPORTED_MODELS = ANOMALY_MODELS + SUPERVISED_MODELS + BOX_MODELS
+SUPPORTED_MODELS = tuple(HEADS)
 BACKEND_LABELS = {"onnxruntime": "ONNX runtime", "openvino": "OpenVINO runtime"}
 NETWORK_PREFIXES = ("backbone.", "net.")  # bundle arrays that live in the ONNX file instead
-
-
-class ParityError(BundleError):
-    """The exported runtime scores the bundle's reference images differently from the model."""
-
-
-@dataclass(frozen=True)
-class ReferenceCheck:
-    """One reference image re-scored: what the bundle recorded, what the runtime gives."""
-
-    source: str
-    expected: float
-    score: float
-    limit: float
-
-    @property
-    def difference(self) -> float:
-        return abs(self.score - self.expected)
-
-    @property
-    def ok(self) -> bool:
-        return bool(self.difference <= self.limit)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"source": self.source, "expected": self.expected, "score": self.score,
-                "difference": self.difference, "ok": self.ok}
 
 
 def learned_arrays(model_dir: Path) -> dict[str, np.ndarray]:
@@ -106,83 +62,36 @@ def learned_arrays(model_dir: Path) -> dict[str, np.ndarray]:
                 if not key.startswith(NETWORK_PREFIXES)}
 
 
-def unsupported(name: Any) -> str:
-    """The message for a model the runtime cannot serve."""
-    return (f"the ONNX runtime supports {', '.join(SUPPORTED_MODELS)}, not {name!r}; use the "
-            "torch path for this model")
-
-
-def runtime_class(name: Any) -> "type[RuntimeModel]":
-    """The ``RuntimeModel`` subclass serving the model ``name``; any other is a ``BundleError``."""
-    # Imported here: those modules subclass RuntimeModel, defined below.
-    from defectscope.runtime.anomaly import AnomalyRuntime
-    from defectscope.runtime.detector import DetectorRuntime
-    from defectscope.runtime.reference import ReferenceRuntime
-    from defectscope.runtime.supervised import ClassifierRuntime, SegmenterRuntime
-
-    classes: dict[str, type[RuntimeModel]] = {
-        "patchcore": AnomalyRuntime, "padim": AnomalyRuntime,
-        "classifier": ClassifierRuntime, "segmenter": SegmenterRuntime,
-        "reference": ReferenceRuntime, "detector": DetectorRuntime}
-    if not isinstance(name, str) or name not in classes:
-        raise BundleError(unsupported(name))
-    return classes[name]
-
-
-def read_references(model_dir: Path, info: dict[str, Any]) -> list[Reference]:
-    """The bundle's reference images (RGB, with their templates where stored) and recorded
-    scores, each named by its source or file; none is an error."""
-    rows = info.get("references") or []
-    if not rows:
-        raise BundleError(f"{model_dir}: the bundle has no reference images, so an export cannot "
-                          "prove it scores like the trained model; retrain it with defectscope "
-                          "train")
-    return [dataclasses.replace(reference, source=reference.source or row["file"])
-            for reference, row in zip(read_reference_images(model_dir, info), rows)]
-
-
-def read_class_names(model_dir: Path, arrays: dict[str, np.ndarray], model: str
-                     ) -> tuple[str, ...]:
-    """The class names a classifier or box model's tensors record (``meta.json``); a bundle
-    without them is a ``BundleError`` naming ``model``."""
-    if META_KEY not in arrays:
-        raise BundleError(f"{model_dir}: {TENSORS} lacks {META_KEY} (the class names)")
-    classes = decode_meta(arrays[META_KEY]).get("classes")
-    if not classes:
-        raise BundleError(f"{model_dir}: the {model}'s {META_KEY} names no classes")
-    return tuple(classes)
+def backend_forward(session, outputs: Sequence[str]) -> Forward:
+    """A backend's session (onnxruntime's, or ``OpenVINOSession``: the same ``run`` call) as the
+    ``Forward`` a head takes: a batch -> the named outputs, in the head's order."""
+    names = list(outputs)
+    return lambda batch: session.run(names, {INPUT_NAME: batch})
 
 
 class RuntimeModel:
-    """A bundle scored by onnxruntime + numpy. Build with ``load`` (checks hashes and parity),
-    which returns the subclass for the bundle's model (see ``runtime_class``).
+    """A bundle scored by an exported network + the family's numpy head. Build with ``load``
+    (checks hashes and parity) or ``from_onnx`` (unchecked, what ``export`` builds on)."""
 
-    Subclasses set ``output_name`` (the ONNX output they read), read their arrays in
-    ``from_arrays`` and implement ``anomaly`` and ``predict`` as the torch model does.
-    """
-
-    output_name: ClassVar[str] = OUTPUT_NAME
-    backend: str = "onnxruntime"  # what runs the network (``from_onnx`` sets it)
-
-    def __init__(self, model_dir: Path, info: dict[str, Any], session,
-                 preprocessor: Preprocessor, tolerance: float = DEFAULT_TOLERANCE) -> None:
+    def __init__(self, model_dir: Path, info: dict[str, Any], session, preprocessor: Preprocessor,
+                 head: Head, tolerance: float = DEFAULT_TOLERANCE,
+                 backend: str = "onnxruntime") -> None:
         self.model_dir = model_dir
         self.info = info
         self.name: str = info["model"]["name"]
         self.config: dict[str, Any] = dict(info["model"]["config"])
         self.session = session
+        self.backend = backend  # what runs the network
         self.preprocessor = preprocessor
+        self.head = head
+        self.forward = backend_forward(session, head.outputs)
         self.threshold = float(info["threshold"])
         self.unsure_band = float(info.get("unsure_band", 0.0))
         self.tolerance = tolerance
         self.model_version: str = info["files"][TENSORS][:12]
         self.dataset_version: str | None = (info.get("dataset") or {}).get("version_id")
-
-    @classmethod
-    def from_arrays(cls, model_dir: Path, info: dict[str, Any], arrays: dict[str, np.ndarray],
-                    session, preprocessor: Preprocessor, tolerance: float) -> "RuntimeModel":
-        """Build from the bundle's arrays other than the network's and the preprocessing's."""
-        return cls(model_dir, info, session, preprocessor, tolerance)
+        self.predictor = Predictor(self.name, head, self.forward, self.threshold,
+                                   self.unsure_band)
 
     @classmethod
     def from_onnx(cls, model_dir: str | os.PathLike[str], onnx_path: str | os.PathLike[str],
@@ -200,8 +109,9 @@ class RuntimeModel:
         check_backend(backend)
         model_dir = Path(model_dir)
         info = read_bundle_info(model_dir)
+        name = info.get("model", {}).get("name")
         try:
-            kind = runtime_class(info.get("model", {}).get("name"))
+            kind = head_class(name)
         except BundleError as error:
             raise BundleError(f"{model_dir}: {error}") from None
         arrays = learned_arrays(model_dir)
@@ -212,10 +122,12 @@ class RuntimeModel:
         preprocessor = Preprocessor(config).restore(
             {k[len("preprocess."):]: v for k, v in arrays.items() if k.startswith("preprocess.")})
         rest = {k: v for k, v in arrays.items() if not k.startswith("preprocess.")}
+        try:
+            head = kind.from_bundle(name, info["model"]["config"], rest, preprocessor)
+        except BundleError as error:
+            raise BundleError(f"{model_dir}: {error}") from None
         session = make_backend(Path(onnx_path), backend, provider)
-        model = kind.from_arrays(model_dir, info, rest, session, preprocessor, tolerance)
-        model.backend = backend
-        return model
+        return cls(model_dir, info, session, preprocessor, head, tolerance, backend)
 
     @classmethod
     def load(cls, model_dir: str | os.PathLike[str], onnx_dir: str | os.PathLike[str] | None = None,
@@ -258,6 +170,37 @@ class RuntimeModel:
                               "model gave the reference images at export: " + "; ".join(problems))
         return model
 
+    # -- inspection: the one predictor --------------------------------------------------------
+    def anomaly(self, image: np.ndarray, template: np.ndarray | None = None
+                ) -> tuple[float, np.ndarray | None, Timings]:
+        """(image score, map at the image's size or None, timings ms) of one RGB uint8 image."""
+        return self.predictor.anomaly(image, template)
+
+    def predict(self, image: np.ndarray, template: np.ndarray | None = None) -> InspectionResult:
+        """Score, verdict (the bundle's threshold and unsure band) and what else the model says."""
+        return self.predictor.predict(image, template)
+
+    def detect(self, image: np.ndarray, template: np.ndarray | None = None) -> list[Detection]:
+        """A box model's boxes at or above ``min_confidence``, best first."""
+        if not isinstance(self.head, BoxHead):
+            raise DefectscopeError(f"{self.name} finds no boxes; detect is for "
+                                   f"{', '.join(BOX_MODELS)}")
+        return self.head.detect(self.forward, image, template)
+
+    def detect_many(self, images: Sequence[np.ndarray]) -> list[list[Detection]]:
+        """``detect`` for several images, one padded batch for the detector."""
+        if isinstance(self.head, DetectorHead):
+            return self.head.detect_many(self.forward, images)
+        return [self.detect(image) for image in images]
+
+    def probabilities(self, image: np.ndarray) -> dict[str, float]:
+        """A classifier's class probabilities of one RGB uint8 image, by class name."""
+        if not isinstance(self.head, ClassifierHead):
+            raise DefectscopeError(f"{self.name} gives no class probabilities; only the "
+                                   "classifier does")
+        return self.head.probabilities(self.forward, image)
+
+    # -- parity ---------------------------------------------------------------------------------
     def check_references(self) -> list[ReferenceCheck]:
         """Re-score every reference image; the limit is ``tolerance * threshold``."""
         limit = self.tolerance * max(abs(self.threshold), 1e-12)
@@ -266,21 +209,11 @@ class RuntimeModel:
                 for reference in read_references(self.model_dir, self.info)]
 
     def check_export(self, export: dict[str, Any]) -> list[str]:
-        """Further checks at load against ``export.json`` (what torch gave beside the score):
-        a line per problem. None here; the box models compare their detections."""
+        """Further checks at load against ``export.json``: a line per problem. The box models
+        compare their detections of the reference images with torch's."""
+        if isinstance(self.head, BoxHead):
+            return check_export_detections(self, export)
         return []
-
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        """The ONNX network on a preprocessed batch (N x 3 x h x w float32): its output."""
-        return self.session.run([self.output_name], {INPUT_NAME: batch})[0]
-
-    def anomaly(self, image: np.ndarray) -> tuple[float, np.ndarray | None, dict[str, float]]:
-        """Score one RGB uint8 image: (image score, map at the image's size or None, timings)."""
-        raise NotImplementedError
-
-    def predict(self, image: np.ndarray) -> InspectionResult:
-        """Score, verdict (the bundle's threshold and unsure band) and what else the model says."""
-        raise NotImplementedError
 
 
 def checked_ir(model_dir: Path, onnx_dir: Path, export: dict[str, Any]) -> Path:
@@ -299,11 +232,6 @@ def checked_ir(model_dir: Path, onnx_dir: Path, export: dict[str, Any]) -> Path:
             raise BundleError(f"{path}: content changed since export (sha256 mismatch); "
                               "export the model again")
     return onnx_dir / IR_FILE
-
-
-def describe(checks: Sequence[ReferenceCheck]) -> str:
-    return "; ".join(f"{c.source}: expected {c.expected:.6g}, got {c.score:.6g} "
-                     f"(limit {c.limit:.3g})" for c in checks)
 
 
 class RuntimeInspector:

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from defectscope.errors import AlignmentError, ConfigError, DataError, DefectscopeError
-from defectscope.models.reference_compare import (CompareConfig, compare, crop_windows,
+from defectscope.scoring.reference_compare import (CompareConfig, compare, crop_windows,
                                                   decode_boxes, encode_boxes, estimate_shift,
                                                   extract_crops, find_regions, shift_image,
                                                   tolerant_difference)

@@ -21,7 +21,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from defectscope.errors import ConfigError
-from defectscope.models.reference_compare import (
+from defectscope.scoring.reference_compare import (
     CompareConfig,
     Comparison,
     compare,

@@ -1,4 +1,4 @@
-"""The threshold mixin every model family shares: value, calibration record, refusals."""
+"""The contract every model keeps: threshold value, calibration record, refusals."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ import pytest
 
 from defectscope.errors import ConfigError, DefectscopeError
 from defectscope.models import create_model
-from defectscope.models.decision import Thresholded
+from defectscope.models.contract import InspectionModel
 
 
-class Demo(Thresholded):
+class Demo(InspectionModel):
     name = "demo"
+    is_fitted = False
 
     def __init__(self, fitted: bool) -> None:
         self.is_fitted = fitted

@@ -60,44 +60,27 @@ from defectscope.errors import AlignmentError, BundleError, ConfigError
 from defectscope.fileio import staged_folder
 from defectscope.runtime.backends import IR_FILE, IR_WEIGHTS, convert_to_ir, openvino_version
 from defectscope.runtime.engine import (
-    ANOMALY_MODELS,
-    BOX_MODELS,
-    BOXES_NAME,
     DEFAULT_TOLERANCE,
     EXPORT_JSON,
-    FCOS_OUTPUTS,
-    INPUT_NAME,
-    LOGITS_NAME,
     ONNX_DIR,
     ONNX_FILE,
-    OUTPUT_NAME,
     SUPPORTED_MODELS,
-    ParityError,
     RuntimeModel,
-    describe,
-    read_references,
 )
-from defectscope.runtime.reference import (
+from defectscope.runtime.parity import (
     BOX_TOLERANCE_PX,
+    ParityError,
+    describe,
     detection_differences,
     detection_to_dict,
+    read_references,
 )
+from defectscope.scoring.families import ANOMALY_MODELS, BOX_MODELS, HEADS
+from defectscope.scoring.heads import BOXES_NAME, EMBEDDINGS_NAME, FCOS_OUTPUTS, INPUT_NAME, LOGITS_NAME
 
 OPSET = 17
 FORMATS = ("onnx", "openvino")  # what export_onnx writes: ONNX always, OpenVINO IR on request
 ASPECTS = ((1, 1), (1, 2), (2, 1), (3, 4))  # height:width of the extra input-size checks
-
-
-class _Embedder(nn.Module):
-    """``model._embed(model.extractor_(x))`` as one module, which is what gets exported."""
-
-    def __init__(self, model) -> None:
-        super().__init__()
-        self.extractor = model.extractor_
-        self._embed = model._embed
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._embed(self.extractor(x))
 
 
 @dataclass(frozen=True)
@@ -121,23 +104,25 @@ def network_graph(model) -> Graph:
     def preprocessed(reference: Reference) -> np.ndarray:
         return model.preprocessor(reference.image)[None]
 
+    if model.name not in HEADS:
+        raise BundleError(f"ONNX export supports {', '.join(SUPPORTED_MODELS)}, not "
+                          f"{model.name!r}")
     if model.name in ANOMALY_MODELS:
-        return Graph(_Embedder(model), {2: "height", 3: "width"},
-                     {OUTPUT_NAME: {2: "grid_height", 3: "grid_width"}},
+        return Graph(model.network(), {2: "height", 3: "width"},
+                     {EMBEDDINGS_NAME: {2: "grid_height", 3: "grid_width"}},
                      "1 x D x h' x w' float32 patch embeddings", preprocessed)
     if model.name == "classifier":
-        return Graph(model.net_, image_axes, {LOGITS_NAME: {0: "batch"}},
+        return Graph(model.network(), image_axes, {LOGITS_NAME: {0: "batch"}},
                      f"N x {len(model.classes_)} float32 class logits, classes "
                      f"{list(model.classes_)}", preprocessed)
     if model.name == "segmenter":
-        return Graph(model.net_, image_axes, {LOGITS_NAME: image_axes},
+        return Graph(model.network(), image_axes, {LOGITS_NAME: image_axes},
                      "N x 1 x H x W float32 defect logits at the input size", preprocessed)
     if model.name == "detector":
-        from defectscope.models.detector_net import HeadOutputs
         from defectscope.scoring.fcos import pad_batch
 
         points = {0: "batch", 1: "points"}
-        return Graph(HeadOutputs(model.net_), image_axes,
+        return Graph(model.network(), image_axes,
                      dict(zip(FCOS_OUTPUTS, (points, points, points, {}))),
                      f"cls_logits N x P x {len(model.classes_)} (classes "
                      f"{list(model.classes_)}), bbox_regression N x P x 4 (distances in anchor "
@@ -150,7 +135,7 @@ def network_graph(model) -> Graph:
     if model.name == "reference":
         side = int(model.config.crop_size)
         windows = {0: "windows"}
-        return Graph(model.net_, windows, {LOGITS_NAME: windows, BOXES_NAME: windows},
+        return Graph(model.network(), windows, {LOGITS_NAME: windows, BOXES_NAME: windows},
                      f"windows N x 3 x {side} x {side} float32 in [-1, 1] (part, template, "
                      f"difference) -> logits N x {len(model.classes_) + 1} (background, then "
                      f"{list(model.classes_)}), boxes N x 4 (x1, y1, x2, y2 as fractions of "
@@ -189,7 +174,7 @@ def _largest(values) -> float | None:
 
 def _probability_difference(model, runtime: RuntimeModel, image: np.ndarray) -> float | None:
     """The classifier's largest class-probability difference (torch vs ONNX); None otherwise."""
-    if not hasattr(runtime, "probabilities"):
+    if model.name != "classifier":
         return None
     expected, got = model.probabilities(image), runtime.probabilities(image)
     if set(expected) != set(got):
@@ -212,7 +197,7 @@ def _detection_check(model, runtime: RuntimeModel, reference: Reference,
     expected = model.detect(reference.image, reference.template)
     got = runtime.detect(reference.image, reference.template)
     box, confidence = detection_differences(expected, got, limit,
-                                            runtime.settings.min_confidence)
+                                            runtime.head.min_confidence)
     return {"detections": [detection_to_dict(d) for d in expected],
             "box_max_abs_diff": box, "confidence_max_abs_diff": confidence}
 

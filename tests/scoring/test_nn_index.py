@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from defectscope.models.nn_index import NearestNeighbours
+from defectscope.scoring.nn_index import NearestNeighbours
 
 
 def brute_force(bank, queries, k):

@@ -1,47 +1,25 @@
-"""The reference comparison in the runtime: the window network in ONNX, the rest in numpy/OpenCV.
+"""What an exported network must prove before it inspects a part: parity with the trained model.
 
-The ONNX file is ``ReferenceNet`` alone (float32 windows N x 3 x s x s -> ``logits`` N x (K + 1)
-and ``boxes`` N x 4, N dynamic); the comparison with the template, the windows, the box decoding,
-clipping, NMS and the verdict are ``defectscope.models.reference_detect`` and
-``defectscope.scoring.detection``, the very functions the torch model calls. A part without a
-template of its own is compared with the bundle's golden template; without either it is the
-torch model's error, and a part that cannot be aligned is UNSURE with the reason, as there.
-
->>> model = RuntimeModel.load("models/pcb")        # doctest: +SKIP
->>> model.predict(image).detections                # doctest: +SKIP
-(Detection(box=(466.0, 441.0, 493.0, 470.0), label='mousebite', confidence=0.98),)
+``export`` records, per reference image of the bundle, the score torch gave (and, for the box
+models, its detections); ``RuntimeModel.load`` and ``export`` itself check a backend against them:
+a score may move by at most ``tolerance * threshold``; boxes must carry the same labels in the
+same order (detections of near-equal confidence may swap places), corners within
+``BOX_TOLERANCE_PX``, confidences within the same limit, the unsettled tails near where the lists
+end left out (``settled_detections``). numpy only.
 """
 
 from __future__ import annotations
 
-import time
+import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from defectscope.errors import BundleError, ConfigError
-from defectscope.models.reference_detect import (
-    GOLDEN_TEMPLATE_KEY,
-    ReferenceSettings,
-    detect_boxes,
-)
-from defectscope.preprocess import Preprocessor
-from defectscope.runtime.engine import (
-    BOXES_NAME,
-    DEFAULT_TOLERANCE,
-    INPUT_NAME,
-    LOGITS_NAME,
-    RuntimeModel,
-    read_class_names,
-    read_references,
-)
-from defectscope.scoring.detection import (
-    best_confidence,
-    boxes_result,
-    missing_template,
-)
-from defectscope.types import Detection, InspectionResult
+from defectscope.bundle import Reference, read_reference_images
+from defectscope.errors import BundleError
+from defectscope.types import Detection
 
 BOX_TOLERANCE_PX = 0.1  # largest corner difference (px) between torch's and ONNX's boxes
 
@@ -121,70 +99,47 @@ def detections_agree(expected: Sequence[Detection], got: Sequence[Detection],
     return box <= BOX_TOLERANCE_PX and confidence <= confidence_limit
 
 
-class BoxRuntime(RuntimeModel):
-    """What the box models' runtimes share: score, verdict and parity check from ``detect``."""
-
-    def detect(self, image: np.ndarray, template: np.ndarray | None = None) -> list[Detection]:
-        raise NotImplementedError
-
-    def anomaly(self, image: np.ndarray, template: np.ndarray | None = None
-                ) -> tuple[float, None, dict[str, float]]:
-        """(score, None, timings ms): the best box's confidence, 0.0 when no box is found."""
-        started = time.perf_counter()
-        detections = self.detect(image, template)
-        return best_confidence(detections), None, {
-            "detect": (time.perf_counter() - started) * 1e3}
-
-    def predict(self, image: np.ndarray, template: np.ndarray | None = None) -> InspectionResult:
-        """Boxes at or above the threshold, verdict and defect type (as the torch model);
-        UNSURE with the reason when the part cannot be aligned to its template."""
-        return boxes_result(lambda: self.detect(image, template), self.threshold,
-                            self.unsure_band)
-
-    def check_export(self, export: dict[str, Any]) -> list[str]:
-        """The reference images' detections against those torch gave at export."""
-        return check_export_detections(self, export)
+class ParityError(BundleError):
+    """The exported runtime scores the bundle's reference images differently from the model."""
 
 
-class ReferenceRuntime(BoxRuntime):
-    """Golden-template comparison + the ONNX window network (see the module docstring)."""
+@dataclass(frozen=True)
+class ReferenceCheck:
+    """One reference image re-scored: what the bundle recorded, what the runtime gives."""
 
-    output_name = LOGITS_NAME
+    source: str
+    expected: float
+    score: float
+    limit: float
 
-    def __init__(self, model_dir: Path, info: dict[str, Any], session,
-                 preprocessor: Preprocessor, tolerance: float = DEFAULT_TOLERANCE, *,
-                 classes: Sequence[str], settings: ReferenceSettings,
-                 golden_template: np.ndarray | None = None) -> None:
-        super().__init__(model_dir, info, session, preprocessor, tolerance)
-        self.classes: tuple[str, ...] = tuple(classes)
-        self.settings = settings
-        self.golden_template = golden_template
+    @property
+    def difference(self) -> float:
+        return abs(self.score - self.expected)
 
-    @classmethod
-    def from_arrays(cls, model_dir, info, arrays, session, preprocessor, tolerance):
-        classes = read_class_names(model_dir, arrays, "reference model")
-        try:
-            settings = ReferenceSettings.from_config(info["model"]["config"])
-        except (ConfigError, TypeError, ValueError) as error:
-            raise BundleError(f"{model_dir}: invalid reference model config ({error})") from error
-        template = arrays.get(GOLDEN_TEMPLATE_KEY)
-        return cls(model_dir, info, session, preprocessor, tolerance, classes=classes,
-                   settings=settings,
-                   golden_template=None if template is None else np.array(template, np.uint8))
+    @property
+    def ok(self) -> bool:
+        return bool(self.difference <= self.limit)
 
-    def forward(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The ONNX window network: float32 windows -> (class logits, box fractions)."""
-        logits, boxes = self.session.run([LOGITS_NAME, BOXES_NAME], {INPUT_NAME: batch})
-        return logits, boxes
+    def to_dict(self) -> dict[str, Any]:
+        return {"source": self.source, "expected": self.expected, "score": self.score,
+                "difference": self.difference, "ok": self.ok}
 
-    def detect(self, image: np.ndarray, template: np.ndarray | None = None) -> list[Detection]:
-        """Every box with a defect probability >= ``min_confidence``, best first (as the torch
-        model's ``detect``: the golden template when ``template`` is None, the same errors)."""
-        if template is None:
-            template = self.golden_template
-        if template is None:
-            raise missing_template(self.name)
-        return detect_boxes(image, template, self.settings, self.classes, self.forward)
+
+def describe(checks: Sequence[ReferenceCheck]) -> str:
+    return "; ".join(f"{c.source}: expected {c.expected:.6g}, got {c.score:.6g} "
+                     f"(limit {c.limit:.3g})" for c in checks)
+
+
+def read_references(model_dir: Path, info: dict[str, Any]) -> list[Reference]:
+    """The bundle's reference images (RGB, with their templates where stored) and recorded
+    scores, each named by its source or file; none is an error."""
+    rows = info.get("references") or []
+    if not rows:
+        raise BundleError(f"{model_dir}: the bundle has no reference images, so an export cannot "
+                          "prove it scores like the trained model; retrain it with defectscope "
+                          "train")
+    return [dataclasses.replace(reference, source=reference.source or row["file"])
+            for reference, row in zip(read_reference_images(model_dir, info), rows)]
 
 
 def check_export_detections(model, export: dict[str, Any]) -> list[str]:
@@ -200,7 +155,7 @@ def check_export_detections(model, export: dict[str, Any]) -> list[str]:
     for reference, row in zip(references, rows):
         expected = [detection_from_dict(d) for d in row["detections"]]
         got = model.detect(reference.image, reference.template)
-        floor = model.settings.min_confidence
+        floor = model.head.min_confidence
         if not detections_agree(expected, got, limit, floor):
             box, confidence = detection_differences(expected, got, limit, floor)
             problems.append(f"{reference.source}: {len(got)} boxes, torch gave "
