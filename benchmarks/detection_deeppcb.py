@@ -109,7 +109,7 @@ def main() -> None:
 
     model = ReferenceComparison(**options)
     started = time.perf_counter()
-    model.fit(dataset, train, (), progress=args.progress)
+    model.fit(dataset.with_samples(train), progress=args.progress)
     train_seconds = time.perf_counter() - started
 
     if args.save:

@@ -92,7 +92,8 @@ def main(argv=None) -> dict:
         options[key] = json.loads(value)
     model = BoxDetector(**options)
     started = time.perf_counter()
-    model.fit(dataset, train, selection, progress=not args.no_progress)
+    model.fit(dataset.with_samples(train), dataset.with_samples(selection),
+              progress=not args.no_progress)
     train_seconds = time.perf_counter() - started
 
     threshold = args.score_threshold

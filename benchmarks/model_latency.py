@@ -62,6 +62,7 @@ def fit_anomaly(name: str, n_images: int):
 
 
 def fit_supervised(name: str, n_images: int):
+    from defectscope.data.image_set import ImageSet
     from defectscope.models import create_model
 
     train, test = tile_images(40, n_images)
@@ -72,9 +73,9 @@ def fit_supervised(name: str, n_images: int):
         masks = [np.zeros(image.shape[:2], bool) for image in labelled[:20]]
         masks += [np.pad(np.ones((8, 8), bool), ((0, image.shape[0] - 8), (0, image.shape[1] - 8)))
                   for image in labelled[20:]]
-        model.fit(labelled, masks, progress=False, log=lambda message: None)
+        model.fit(ImageSet(labelled, masks=masks), progress=False, log=lambda message: None)
     else:
-        model.fit(labelled, labels, progress=False, log=lambda message: None)
+        model.fit(ImageSet(labelled, labels), progress=False, log=lambda message: None)
     return model.set_threshold(0.5), [(image, None) for image, _ in test]
 
 
@@ -96,7 +97,7 @@ def fit_boxes(name: str, n_images: int):
         dataset = import_yolo_boxes(DATA / "neu-det", verify=False).dataset
     samples = dataset.samples
     model = create_model(name, max_train_seconds=30.0)
-    model.fit(dataset, samples[:: max(1, len(samples) // 60)], (), progress=False,
+    model.fit(dataset.with_samples(samples[:: max(1, len(samples) // 60)]), progress=False,
               log=lambda message: None)
     tests = [load_pair(dataset, s) for s in samples[1:: max(1, len(samples) // n_images)]]
     return model.set_threshold(0.5), tests[:n_images]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from defectscope.data.image_set import ImageSet
 from defectscope.bundle import load_bundle, save_bundle
 from defectscope.errors import ConfigError, DataError
 from defectscope.models import create_model
@@ -33,7 +34,7 @@ def data():
 @pytest.fixture(scope="module")
 def fitted(data):
     images, labels = data
-    return create_model("classifier", **FAST).fit(images, labels, progress=False,
+    return create_model("classifier", **FAST).fit(ImageSet(images, labels), progress=False,
                                                   log=lambda m: None)
 
 
@@ -64,7 +65,7 @@ def test_save_then_load_gives_identical_outputs(fitted, data, tmp_path):
 
 def test_binary_task_maps_every_defect_to_defect(data):
     model = create_model("classifier", task="binary", **{**FAST, "epochs": 1, "warmup_epochs": 1})
-    model.fit(*data, progress=False, log=lambda m: None)
+    model.fit(ImageSet(*data), progress=False, log=lambda m: None)
     assert model.classes_ == ("good", "defect")
 
 
@@ -72,9 +73,10 @@ def test_bad_labels_and_options_are_clear_errors(fitted, data):
     with pytest.raises(DataError, match="name no class"):
         fitted.targets_for(["good", "dent"])
     with pytest.raises(DataError, match="at least two"):
-        create_model("classifier", **FAST).fit(data[0][:3], ["good"] * 3, progress=False)
+        create_model("classifier", **FAST).fit(ImageSet(data[0][:3], ["good"] * 3),
+                                               progress=False)
     with pytest.raises(DataError, match="as many labels"):
-        create_model("classifier", **FAST).fit(data[0][:3], ["good"], progress=False)
+        create_model("classifier", **FAST).fit(ImageSet(data[0][:3], ["good"]), progress=False)
     with pytest.raises(ConfigError, match="task"):
         create_model("classifier", task="regression")
     with pytest.raises(ConfigError, match="unknown options"):

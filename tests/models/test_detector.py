@@ -33,17 +33,22 @@ def _part(seed: int) -> tuple[np.ndarray, list[Box]]:
     return image.astype(np.uint8), [Box(float(x), float(y), float(x + w), float(y + h), label)]
 
 
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory) -> DetectionDataset:
-    root = tmp_path_factory.mktemp("parts")
+def dataset_of(root, seeds, n_train: int = 24) -> DetectionDataset:
+    """``_part(seed)`` for each seed, written under ``root``; the first ``n_train`` in train."""
+    root.mkdir(parents=True, exist_ok=True)
     samples = []
-    for seed in range(32):
+    for i, seed in enumerate(seeds):
         image, boxes = _part(seed)
         path = root / f"{seed:02d}.png"
         Image.fromarray(image).save(path)
         samples.append(DetectionSample(path.name, sha256_file(path), SIZE, SIZE, tuple(boxes),
-                                       split="train" if seed < 24 else "val"))
+                                       split="train" if i < n_train else "val"))
     return DetectionDataset(root, CLASSES, samples)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> DetectionDataset:
+    return dataset_of(tmp_path_factory.mktemp("parts"), range(32))
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +56,7 @@ def fitted(dataset) -> BoxDetector:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny batches: one thread is faster; restored for later tests
     try:
-        return BoxDetector(**FAST).fit(dataset, dataset.select("train"), dataset.select("val"),
+        return BoxDetector(**FAST).fit(dataset.only("train"), dataset.only("val"),
                                        progress=False, log=lambda message: None)
     finally:
         torch.set_num_threads(threads)
@@ -157,5 +162,5 @@ def test_training_without_boxes_is_a_clear_error(dataset):
     empty = [DetectionSample(s.path, s.sha256, s.width, s.height, split="train")
              for s in dataset.select("train")]
     with pytest.raises(DataError, match="no training image has a box"):
-        BoxDetector(**FAST).fit(dataset.with_samples(empty), empty, (), progress=False,
+        BoxDetector(**FAST).fit(dataset.with_samples(empty), progress=False,
                                 log=lambda message: None)

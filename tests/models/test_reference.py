@@ -89,8 +89,8 @@ def fitted(tmp_path_factory) -> ReferenceComparison:
     root = tmp_path_factory.mktemp("boards")
     dataset = write_dataset(root, range(56))
     train, val = dataset.samples[:48], dataset.samples[48:]
-    return ReferenceComparison(**FAST).fit(dataset, train, val, progress=False,
-                                           log=lambda message: None)
+    return ReferenceComparison(**FAST).fit(dataset.with_samples(train), dataset.with_samples(val),
+                                           progress=False, log=lambda message: None)
 
 
 def rgb(grey: np.ndarray) -> np.ndarray:
@@ -209,7 +209,7 @@ def test_fit_records_what_the_bundle_needs(fitted):
 def test_fit_without_val_sets_aside_whole_groups(tmp_path):
     dataset = write_dataset(tmp_path, range(9))
     model = ReferenceComparison(**{**FAST, "epochs": 1}).fit(
-        dataset, dataset.samples, (), progress=False, log=lambda message: None)
+        dataset, progress=False, log=lambda message: None)
     groups = {s.group for s in model.selection_samples_}
     rest = {s.group for s in dataset.samples} - groups
     assert groups and rest and len(model.selection_samples_) == 3
@@ -222,8 +222,7 @@ def test_fit_rejects_samples_without_template(tmp_path):
         DetectionSample(s.path, s.sha256, s.width, s.height, s.boxes, group=s.group)
         for s in dataset.samples)
     with pytest.raises(DataError, match="template"):
-        ReferenceComparison(**FAST).fit(bare, bare.samples, (), progress=False,
-                                        log=lambda message: None)
+        ReferenceComparison(**FAST).fit(bare, progress=False, log=lambda message: None)
 
 
 def test_unfitted_and_bad_options_are_clear_errors():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from defectscope.data.image_set import ImageSet
 from defectscope.bundle import load_bundle, save_bundle
 from defectscope.errors import ConfigError, DataError
 from defectscope.models import create_model
@@ -26,7 +27,8 @@ def data():
 
 @pytest.fixture(scope="module")
 def fitted(data):
-    return create_model("segmenter", **FAST).fit(*data, progress=False, log=lambda m: None)
+    return create_model("segmenter", **FAST).fit(ImageSet(data[0], masks=data[1]), progress=False,
+                                                 log=lambda m: None)
 
 
 def test_training_loss_falls_and_map_has_image_size(fitted, data):
@@ -55,9 +57,9 @@ def test_save_then_load_gives_identical_maps(fitted, data, tmp_path):
 def test_no_defect_masks_or_mismatched_masks_are_clear_errors(data):
     images = data[0][:4]
     with pytest.raises(DataError, match="defect masks"):
-        create_model("segmenter", **FAST).fit(images, [None] * 4, progress=False)
+        create_model("segmenter", **FAST).fit(ImageSet(images, masks=[None] * 4), progress=False)
     with pytest.raises(DataError, match="does not fit"):
-        create_model("segmenter", **FAST).fit(images, [np.ones((5, 5), bool)] * 4,
+        create_model("segmenter", **FAST).fit(ImageSet(images, masks=[np.ones((5, 5), bool)] * 4),
                                               progress=False)
 
 
@@ -89,7 +91,8 @@ def test_flip_average_is_the_mean_of_the_four_mirrors_and_mirror_equivariant(fit
 def test_pixel_auroc_selection_keeps_the_checkpoint_with_the_best_validation_auroc(data):
     images, masks = data
     model = create_model("segmenter", **FAST, select_metric="pixel_auroc").fit(
-        images, masks, images, masks, progress=False, log=lambda m: None)
+        ImageSet(images, masks=masks), ImageSet(images, masks=masks), progress=False,
+        log=lambda m: None)
     history = [row["val"] for row in model.training_["history"]]
     assert model.training_["best_metric"] == max(history)
     y_val = np.stack(model._masks_at_input(images, masks))
@@ -103,7 +106,8 @@ def test_pixel_auroc_selection_falls_back_to_dice_without_defect_pixels(data):
     images, masks = data
     messages = []
     create_model("segmenter", **{**FAST, "epochs": 2}, select_metric="pixel_auroc").fit(
-        images, masks, images[:4], masks[:4], progress=False, log=messages.append)
+        ImageSet(images, masks=masks), ImageSet(images[:4], masks=masks[:4]), progress=False,
+        log=messages.append)
     assert any("picked on Dice" in m for m in messages)
 
 
@@ -115,10 +119,11 @@ def test_unknown_select_metric_is_a_config_error():
 def test_with_ema_the_kept_weights_are_the_validated_average(data):
     images, masks = data
     options = {**FAST, "select_metric": "pixel_auroc"}
-    plain = create_model("segmenter", **options).fit(images, masks, images, masks,
-                                                     progress=False, log=lambda m: None)
+    data = ImageSet(images, masks=masks)
+    plain = create_model("segmenter", **options).fit(data, data, progress=False,
+                                                     log=lambda m: None)
     averaged = create_model("segmenter", **options, ema_decay=0.9).fit(
-        images, masks, images, masks, progress=False, log=lambda m: None)
+        data, data, progress=False, log=lambda m: None)
     x, y_val = averaged.prepare(images), np.stack(averaged._masks_at_input(images, masks))
     kept = pixel_auroc(averaged._probability_maps(averaged.net_, x), y_val)
     assert kept == pytest.approx(averaged.training_["best_metric"], abs=1e-9)

@@ -80,6 +80,7 @@ def _save_supervised(model, out: Path) -> Path:
 @pytest.fixture(scope="session")
 def trained_supervised(tmp_path_factory) -> dict[str, Path]:
     """Freshly fitted supervised bundles, without an export: copy one before changing it."""
+    from defectscope.data.image_set import ImageSet
     from defectscope.models import create_model
 
     root = tmp_path_factory.mktemp("supervised")
@@ -90,15 +91,15 @@ def trained_supervised(tmp_path_factory) -> dict[str, Path]:
     labels = ["good"] * 6 + ["blob"] * 6 + ["scratch"] * 6
     bundles = {}
     binary = create_model("classifier", task="binary", **SUPERVISED_FAST)
-    bundles["classifier_binary"] = _save_supervised(binary.fit(images, labels, **quiet),
+    bundles["classifier_binary"] = _save_supervised(binary.fit(ImageSet(images, labels), **quiet),
                                                     root / "classifier_binary")
     multiclass = create_model("classifier", **SUPERVISED_FAST, **KEEP_ASPECT)
-    bundles["classifier_multiclass"] = _save_supervised(multiclass.fit(images, labels, **quiet),
-                                                        root / "classifier_multiclass")
+    bundles["classifier_multiclass"] = _save_supervised(
+        multiclass.fit(ImageSet(images, labels), **quiet), root / "classifier_multiclass")
     options = {**SUPERVISED_FAST, **KEEP_ASPECT, "min_area": 0.01}
     plain = create_model("segmenter", **options)
-    plain.fit(goods + [image for image, _ in blobs], [None] * 6 + [mask for _, mask in blobs],
-              **quiet)
+    plain.fit(ImageSet(goods + [image for image, _ in blobs],
+                       masks=[None] * 6 + [mask for _, mask in blobs]), **quiet)
     bundles["segmenter"] = _save_supervised(plain, root / "segmenter")
     flip = create_model("segmenter", **options, flip_average=True)
     flip.restore(plain.arrays(), plain.weights_source_, plain.n_train_images_)
@@ -134,7 +135,8 @@ def reference_bundles(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("reference")
     dataset = write_dataset(root / "boards", range(40))
     train, val = dataset.samples[:34], dataset.samples[34:]
-    model = ReferenceComparison(**FAST).fit(dataset, train, val, progress=False,
+    model = ReferenceComparison(**FAST).fit(dataset.with_samples(train), dataset.with_samples(val),
+                                            progress=False,
                                             log=lambda message: None)
     model.set_threshold(0.5, {"rule": "test: fixed"})
     bundles = {}

@@ -163,6 +163,10 @@ class DetectionDataset:
     def with_samples(self, samples: Iterable[DetectionSample]) -> "DetectionDataset":
         return replace(self, samples=tuple(samples))
 
+    def only(self, split: str) -> "DetectionDataset":
+        """This dataset with the samples of ``split`` alone (what a box model's ``fit`` takes)."""
+        return self.with_samples(self.select(split))
+
     def box_counts(self, split: str | None = None) -> Counter:
         return Counter(b.label for s in self.select(split) for b in s.boxes)
 

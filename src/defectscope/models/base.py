@@ -12,13 +12,14 @@ what goes into ONNX), then ``AnomalyHead``, the very head the torch-free runtime
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, ClassVar, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from defectscope.errors import ConfigError, DefectscopeError
+from defectscope.data.image_set import ImageSet
+from defectscope.errors import ConfigError, DataError, DefectscopeError
 from defectscope.models.backbones import (
     WeightsSource,
     build_feature_extractor,
@@ -159,13 +160,27 @@ class AnomalyModel(InspectionModel):
         raise NotImplementedError
 
     # -- fitting -------------------------------------------------------------------------------
-    def fit(self, images: Iterable[np.ndarray], progress=None) -> "AnomalyModel":
-        """Learn from good images (RGB uint8 arrays). Streams: images are never all in memory.
+    def fit(self, data: "Iterable[np.ndarray] | ImageSet", val: None = None, *, progress=None,
+            log: Callable[[str], None] = print) -> "AnomalyModel":
+        """Learn from good images (RGB uint8 arrays, or an ``ImageSet`` of them). Streams: the
+        images are never all in memory. There is no validation set to give: an anomaly model
+        learns from good images alone (``defectscope train`` calibrates its threshold after).
 
-        ``progress`` is an optional callable called once per image (e.g. a tqdm bar's update).
-        Calling ``fit`` again starts from scratch. Returns ``self``.
+        ``progress``: a callable called with each batch's image count (e.g. a tqdm bar's
+        ``update``), True for a bar of its own, or None. Calling ``fit`` again starts from
+        scratch. Returns ``self``.
         """
-        self._stream_fit(images, progress, learn_preprocessing=True)
+        if val is not None:
+            raise DataError(f"{self.name} learns from good images alone and takes no validation "
+                            "set; calibrate its threshold on one (defectscope train does)")
+        images = data.images if isinstance(data, ImageSet) else data
+        if progress is True:
+            from tqdm import tqdm
+
+            with tqdm(desc=f"{self.name} fit", unit="img") as bar:
+                self._stream_fit(images, bar.update, learn_preprocessing=True)
+        else:
+            self._stream_fit(images, progress or None, learn_preprocessing=True)
         self._finish_fit()
         self.threshold_ = None
         self.calibration_ = None

@@ -5,7 +5,8 @@ image score is the probability of "not good", so thresholds, verdicts and report
 anomaly models; ``defect_type`` names the most likely defect.
 
 >>> model = create_model("classifier", task="multiclass", image_size=128)      # doctest: +SKIP
->>> model.fit(images, labels, val_images, val_labels).set_threshold(0.5)       # doctest: +SKIP
+>>> model.fit(ImageSet(images, labels), ImageSet(val_images, val_labels))     # doctest: +SKIP
+>>> model.set_threshold(0.5)                                                   # doctest: +SKIP
 >>> model.predict(image).defect_type                                           # doctest: +SKIP
 'scratch'
 """
@@ -20,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from defectscope.data.image_set import ImageSet
 from defectscope.errors import ConfigError, DataError
 from defectscope.models.backbones import WeightsSource, get_backbone_spec, load_pretrained
 from defectscope.models.registry import register
@@ -98,17 +100,23 @@ class DefectClassifier(SupervisedModel):
         return net, source
 
     # -- fitting ------------------------------------------------------------------------------
-    def fit(self, images: Sequence[np.ndarray], labels: Sequence[str],
-            val_images: Sequence[np.ndarray] | None = None,
-            val_labels: Sequence[str] | None = None, *, progress: bool = True,
+    def fit(self, data: ImageSet, val: ImageSet | None = None, *, progress: bool = True,
             log: Callable[[str], None] = print) -> "DefectClassifier":
-        """Train on RGB uint8 ``images`` with string ``labels``; early-stop on the validation
-        macro F1 (the training images stand in, with a warning, when no validation set is given).
-        Calling ``fit`` again starts from the pretrained weights. Returns ``self``."""
+        """Train on ``data``'s RGB uint8 images with their string ``labels``; early-stop on the
+        validation macro F1 of ``val`` (the training images stand in, with a warning, when no
+        validation set is given). Calling ``fit`` again starts from the pretrained weights.
+        Returns ``self``."""
         from defectscope.training.loop import LoopSpec, fit_network
         from defectscope.training.losses import classification_loss
         from defectscope.training.samplers import choose_imbalance_defaults, class_weights
 
+        images, labels = data.images, data.labels
+        if labels is None:
+            raise DataError("the classifier learns from labels: give ImageSet(images, labels=...)")
+        val_images = val.images if val is not None else None
+        val_labels = val.labels if val is not None else None
+        if val is not None and val_labels is None:
+            raise DataError("the validation ImageSet has no labels")
         if len(images) != len(labels) or not len(images):
             raise DataError(f"fit needs as many labels as images (got {len(images)} images, "
                             f"{len(labels)} labels), and at least one")

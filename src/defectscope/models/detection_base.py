@@ -6,23 +6,23 @@ other models' contract, so bundles, thresholds, verdicts and the line work uncha
 - ``detect(image, template=None)`` returns every box above ``config.min_confidence``, best first;
 - the decision threshold is a confidence: ``predict`` keeps boxes at or above it, the image score
   is the best box's confidence (0.0 with no box), NG when a box reaches the threshold;
-- ``fit(dataset, train, val)`` learns from a ``DetectionDataset``'s samples (the model loads the
+- ``fit(dataset, val)`` learns from a ``DetectionDataset``'s samples (the model loads the
   images it needs, so a large dataset is never held in memory at once);
 - ``arrays()`` / ``restore()`` carry the learned tensors and a JSON meta record into the bundle.
 
 >>> model = create_model("reference")                                       # doctest: +SKIP
->>> model.fit(dataset, dataset.select("train"), dataset.select("val"))      # doctest: +SKIP
+>>> model.fit(dataset.only("train"), dataset.only("val"))                   # doctest: +SKIP
 >>> model.set_threshold(0.5).predict(image, template).detections            # doctest: +SKIP
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, ClassVar, Mapping, Sequence
+from typing import Any, Callable, ClassVar, Mapping
 
 import numpy as np
 
 from defectscope.tensor_meta import META_KEY, decode_meta, encode_meta
-from defectscope.data.detection import DetectionDataset, DetectionSample
+from defectscope.data.detection import DetectionDataset
 from defectscope.errors import ConfigError, DefectscopeError
 from defectscope.models.contract import InspectionModel, torch_forward
 from defectscope.options import make_config
@@ -46,9 +46,8 @@ class DetectionModel(InspectionModel):
         self.config = make_config(self.config_class, options)
 
     # -- hooks ----------------------------------------------------------------------------------
-    def fit(self, dataset: DetectionDataset, train: Sequence[DetectionSample],
-            val: Sequence[DetectionSample], *, progress: bool = True,
-            log: Callable[[str], None] = print) -> "DetectionModel":
+    def fit(self, data: DetectionDataset, val: DetectionDataset | None = None, *,
+            progress: bool = True, log: Callable[[str], None] = print) -> "DetectionModel":
         raise NotImplementedError
 
     def _tensors(self) -> dict[str, np.ndarray]:

@@ -7,7 +7,7 @@ same ``defectscope.preprocess`` code resizes and normalises in training and insp
 come back in the input image's pixel frame.
 
 >>> model = create_model("detector", image_size=256, epochs=30)                   # doctest: +SKIP
->>> model.fit(dataset, dataset.select("train"), ())  # holds out 12% of train     # doctest: +SKIP
+>>> model.fit(dataset.only("train"))  # holds out 12% of train for selection      # doctest: +SKIP
 >>> model.detect(image)[0]                                                        # doctest: +SKIP
 Detection(box=(12.5, 40.1, 88.0, 61.7), label='scratches', confidence=0.91)
 """
@@ -152,15 +152,17 @@ class BoxDetector(DetectionModel):
         self.preprocessor = Preprocessor(self.preprocess_config)
 
     # -- fitting --------------------------------------------------------------------------------
-    def fit(self, dataset: DetectionDataset, train: Sequence[DetectionSample],
-            val: Sequence[DetectionSample] = (), *, progress: bool = True,
-            log: Callable[[str], None] = print) -> "BoxDetector":
-        """Train on ``train``; choose the best epoch by mAP@0.5 on ``val``, or, when ``val`` is
-        empty, on ``selection_fraction`` of ``train`` held out (seeded). Starts from the
-        pretrained backbone each call. Returns ``self``."""
+    def fit(self, data: DetectionDataset, val: DetectionDataset | None = None, *,
+            progress: bool = True, log: Callable[[str], None] = print) -> "BoxDetector":
+        """Train on ``data``'s samples; choose the best epoch by mAP@0.5 on ``val``'s, or, when
+        there are none, on ``selection_fraction`` of the training samples held out (seeded).
+        Starts from the pretrained backbone each call. Returns ``self``."""
         from defectscope.training.detector_loop import fit_detection_network
 
-        train, val = list(train), list(val)
+        dataset = data
+        # Validation images load from their own dataset (the training one's when held out).
+        val_source = val if val is not None and val.samples else data
+        train, val = list(data.samples), list(val.samples if val is not None else ())
         self.classes_ = tuple(dataset.classes)
         if not self.classes_:
             raise DataError(f"{dataset.root}: the dataset names no classes; nothing to detect")
@@ -191,7 +193,7 @@ class BoxDetector(DetectionModel):
         def validate(network) -> float:
             from defectscope.evaluation.detection import evaluate_detections
 
-            found = self._detect_samples(network, dataset, val)
+            found = self._detect_samples(network, val_source, val)
             report = evaluate_detections([s.boxes for s in val], found, self.classes_,
                                          score_threshold=self.config.min_confidence)
             return report.map50 or 0.0

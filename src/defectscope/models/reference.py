@@ -14,7 +14,7 @@ Every box a window yields for a defect type with probability >= ``min_confidence
 class's.
 
 >>> model = create_model("reference", epochs=8)                               # doctest: +SKIP
->>> model.fit(dataset, dataset.select("train"), dataset.select("val"))        # doctest: +SKIP
+>>> model.fit(dataset.only("train"), dataset.only("val"))                     # doctest: +SKIP
 >>> model.detect(image, template)[0]                                          # doctest: +SKIP
 Detection(box=(466.0, 441.0, 493.0, 470.0), label='mousebite', confidence=0.98)
 """
@@ -232,13 +232,16 @@ class ReferenceComparison(DetectionModel):
         return arrays
 
     # -- fitting ------------------------------------------------------------------------------
-    def fit(self, dataset: DetectionDataset, train: Sequence[DetectionSample],
-            val: Sequence[DetectionSample], *, progress: bool = True,
-            log: Callable[[str], None] = print) -> "ReferenceComparison":
-        """Learn the window classifier from ``train`` (images loaded one pair at a time), select
-        the checkpoint on ``val`` or, when that is empty, on a group-aware slice of ``train``
-        (kept in ``selection_samples_``). Calling it again starts afresh. Returns ``self``."""
-        train, val = tuple(train), tuple(val)
+    def fit(self, data: DetectionDataset, val: DetectionDataset | None = None, *,
+            progress: bool = True, log: Callable[[str], None] = print) -> "ReferenceComparison":
+        """Learn the window classifier from ``data``'s samples (images loaded one pair at a
+        time), select the checkpoint on ``val``'s or, when there are none, on a group-aware
+        slice of the training samples (kept in ``selection_samples_``). Calling it again starts
+        afresh. Returns ``self``."""
+        dataset = data
+        # Validation images load from their own dataset (the training one's when held out).
+        val_source = val if val is not None and val.samples else data
+        train, val = tuple(data.samples), tuple(val.samples if val is not None else ())
         if not train:
             raise DataError("reference comparison needs training images with boxes")
         missing = [s.path for s in train + val if s.template_path is None]
@@ -257,7 +260,7 @@ class ReferenceComparison(DetectionModel):
         torch.manual_seed(self.config.seed)
         train_arrays = self._training_windows(dataset, train, "reference train windows",
                                               progress, log)
-        val_arrays = self._training_windows(dataset, val, "reference validation windows",
+        val_arrays = self._training_windows(val_source, val, "reference validation windows",
                                             progress, log)
         if not (train_arrays.labels > 0).any():
             raise DataError("no candidate region fell on a labelled box; check that the "

@@ -6,7 +6,8 @@ k-th largest pixel, k = ``min_area`` x pixels): a single hot pixel does not reje
 defect of that area does. The probability map is the ``anomaly_map`` of the result.
 
 >>> model = create_model("segmenter", image_size=256)                    # doctest: +SKIP
->>> model.fit(images, masks, val_images, val_masks).set_threshold(0.5)   # doctest: +SKIP
+>>> model.fit(ImageSet(images, masks=masks), ImageSet(val_images, masks=val_masks))  # doctest: +SKIP
+>>> model.set_threshold(0.5)                                                         # doctest: +SKIP
 >>> model.predict(image).anomaly_map.shape == image.shape[:2]            # doctest: +SKIP
 True
 """
@@ -22,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from defectscope.data.image_set import ImageSet
 from defectscope.errors import ConfigError, DataError, DefectscopeError
 from defectscope.models.backbones import (
     WeightsSource,
@@ -142,15 +144,20 @@ class DefectSegmenter(SupervisedModel):
                                   interpolation=cv2.INTER_NEAREST).astype(bool))
         return out
 
-    def fit(self, images: Sequence[np.ndarray], masks: Sequence[np.ndarray | None],
-            val_images: Sequence[np.ndarray] | None = None,
-            val_masks: Sequence[np.ndarray | None] | None = None, *, progress: bool = True,
+    def fit(self, data: ImageSet, val: ImageSet | None = None, *, progress: bool = True,
             log: Callable[[str], None] = print) -> "DefectSegmenter":
-        """Train on RGB uint8 ``images`` and boolean ``masks`` (None: a good image, no defect);
-        early-stop on the validation ``select_metric``. Returns ``self``."""
+        """Train on ``data``'s RGB uint8 images and boolean ``masks`` (None: a good image, no
+        defect); early-stop on ``val``'s ``select_metric``. Returns ``self``."""
         from defectscope.training.loop import LoopSpec, fit_network
         from defectscope.training.losses import segmentation_loss
 
+        images, masks = data.images, data.masks
+        if masks is None:
+            raise DataError("the segmenter learns from masks: give ImageSet(images, masks=...)")
+        val_images = val.images if val is not None else None
+        val_masks = val.masks if val is not None else None
+        if val is not None and val_masks is None:
+            raise DataError("the validation ImageSet has no masks")
         if len(images) != len(masks) or not len(images):
             raise DataError(f"fit needs one mask (or None) per image (got {len(images)} images, "
                             f"{len(masks)} masks), and at least one")

@@ -172,7 +172,7 @@ def train_detection(
     log(f"training {model_name} on {len(train)} images ({sum(len(s.boxes) for s in train)} "
         f"boxes); the test split is not read")
     started = time.perf_counter()
-    model.fit(dataset, train, val, progress=progress, log=log)
+    model.fit(dataset.with_samples(train), dataset.with_samples(val), progress=progress, log=log)
     fit_seconds = time.perf_counter() - started
     if golden_template is not None:
         model.set_golden_template(golden_template)

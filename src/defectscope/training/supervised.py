@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from defectscope.bundle import save_bundle
 from defectscope.data.images import load_mask
+from defectscope.data.image_set import ImageSet
 from defectscope.data.manifest import Manifest
 from defectscope.data.splits import split_manifest
 from defectscope.data.stream import load_verified
@@ -120,7 +121,9 @@ def train_supervised(
     images, targets = _load(manifest, train, masks, "load train", progress)
     val_images, val_targets = _load(manifest, val, masks, "load val", progress)
     started = time.perf_counter()
-    model.fit(images, targets, val_images, val_targets, progress=progress, log=log)
+    key = "masks" if masks else "labels"
+    model.fit(ImageSet(images, **{key: targets}), ImageSet(val_images, **{key: val_targets}),
+              progress=progress, log=log)
     fit_seconds = time.perf_counter() - started
     del images, targets
 
