@@ -56,7 +56,7 @@ def load_manifest(name: str, root: Path, subsample: int):
     """The dataset as a manifest with train/test splits (train = good images only)."""
     import dataclasses
 
-    from defectscope.data.importers import import_dataset
+    from defectscope.data.images.importers import import_dataset
 
     if name == "magnetic-tile" and not (root / "train").exists():
         manifest = import_dataset(root, "folder").manifest

@@ -53,7 +53,7 @@ def make_images(n: int, out: Path) -> tuple[list[str], str]:
 
 def tiny_model(out: Path) -> Path:
     sys.path.insert(0, str(ROOT))
-    from defectscope.data.importers import import_mvtec
+    from defectscope.data.images.importers import import_mvtec
     from defectscope.export import export_onnx
     from defectscope.training.anomaly import train_anomaly
     from tests.conftest import FAST_OPTIONS, make_mvtec

@@ -35,7 +35,7 @@ def _option(text: str) -> tuple[str, object]:
 
 def _predict(model, dataset, samples):
     """Detections per sample and milliseconds per image (batch 1, comparison included)."""
-    from defectscope.data.detection import load_pair
+    from defectscope.data.boxes.dataset import load_pair
 
     predictions, milliseconds = [], []
     for sample in samples:
@@ -86,8 +86,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
 
-    from defectscope.data.deeppcb import import_deeppcb
-    from defectscope.data.detection_splits import split_detection
+    from defectscope.data.boxes.deeppcb import import_deeppcb
+    from defectscope.data.boxes.splits import split_detection
     from defectscope.evaluation.detection import evaluate_detections
     from defectscope.models.reference import ReferenceComparison
 

@@ -28,9 +28,9 @@ from pathlib import Path
 
 import torch
 
-from defectscope.data.detection import load_pair
-from defectscope.data.detection_holdout import hold_out_boxes
-from defectscope.data.yolo_boxes import import_yolo_boxes
+from defectscope.data.boxes.dataset import load_pair
+from defectscope.data.boxes.holdout import hold_out_boxes
+from defectscope.data.boxes.yolo import import_yolo_boxes
 from defectscope.evaluation.detection import evaluate_detections
 from defectscope.models.detector import BoxDetector
 

@@ -76,7 +76,7 @@ DATASETS = {"magnetic-tile": magnetic_tile, "bsdata": mvtec, "battery-weld": mvt
 
 def model_maps(name: str, root: Path, args, cache: Path | None):
     """(threshold, [(image, true mask bool, anomaly map)]) for the dataset's defects."""
-    from defectscope.data.images import load_image, load_mask
+    from defectscope.data.image_io import load_image, load_mask
 
     target = cache / f"{name}.npz" if cache else None
     train, val, defects = DATASETS[name](root, args.max_train, args.max_defects)

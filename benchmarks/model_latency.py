@@ -62,7 +62,7 @@ def fit_anomaly(name: str, n_images: int):
 
 
 def fit_supervised(name: str, n_images: int):
-    from defectscope.data.image_set import ImageSet
+    from defectscope.data.images.image_set import ImageSet
     from defectscope.models import create_model
 
     train, test = tile_images(40, n_images)
@@ -80,17 +80,17 @@ def fit_supervised(name: str, n_images: int):
 
 
 def fit_boxes(name: str, n_images: int):
-    from defectscope.data.detection import load_pair
+    from defectscope.data.boxes.dataset import load_pair
     from defectscope.models import create_model
 
     if name == "reference":
-        from defectscope.data.deeppcb import import_deeppcb
+        from defectscope.data.boxes.deeppcb import import_deeppcb
 
         if not (DATA / "deeppcb").is_dir():
             return None
         dataset = import_deeppcb(DATA / "deeppcb", verify=False).dataset
     else:
-        from defectscope.data.yolo_boxes import import_yolo_boxes
+        from defectscope.data.boxes.yolo import import_yolo_boxes
 
         if not (DATA / "neu-det").is_dir():
             return None
@@ -105,8 +105,8 @@ def fit_boxes(name: str, n_images: int):
 
 def time_model(name: str, n_images: int) -> dict:
     from defectscope.models.registry import model_class
-    from defectscope.models.detection_base import DetectionModel
-    from defectscope.models.supervised import SupervisedModel
+    from defectscope.models.box_base import DetectionModel
+    from defectscope.models.supervised_base import SupervisedModel
 
     cls = model_class(name)
     if issubclass(cls, DetectionModel):

@@ -32,7 +32,7 @@ WARMUP = 50
 
 
 def result(line: str, i: int):
-    from defectscope.types import PartResult, Verdict
+    from defectscope.values import PartResult, Verdict
 
     verdict = (Verdict.OK, Verdict.NG, Verdict.UNSURE)[0 if i % 20 else 1 + (i // 20) % 2]
     return PartResult(

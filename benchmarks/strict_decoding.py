@@ -14,7 +14,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from defectscope.data.images import is_image_file, load_image
+from defectscope.data.image_io import is_image_file, load_image
 from defectscope.errors import ImageReadError
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -27,8 +27,8 @@ import time
 from pathlib import Path
 
 from defectscope.bundle import load_bundle
-from defectscope.data.importers import import_dataset
-from defectscope.data.splits import cross_validation_splits
+from defectscope.data.images.importers import import_dataset
+from defectscope.data.images.splits import cross_validation_splits
 from defectscope.evaluation.run import evaluate_bundle
 from defectscope.evaluation.supervised import evaluate_supervised
 from defectscope.training.anomaly import train_anomaly
@@ -62,7 +62,7 @@ def _tile_manifest(seed: int, leaky: bool = False, fold: tuple[int, int] | None 
 
 def _grouped(manifest):
     """The manifest with near-duplicate groups, cached per dataset version (a minute's work)."""
-    from defectscope.data.manifest import Manifest
+    from defectscope.data.images.manifest import Manifest
     from defectscope.data.near_duplicates import group_near_duplicates
 
     cache = Path(__file__).parent / "results" / f"groups-{manifest.version_id}.json"
@@ -159,7 +159,7 @@ def run(part: str, args) -> dict:
     elif part in ("tile-classifier", "tile-segmenter"):
         manifest = _tile_manifest(args.seed, args.leaky_split, args.fold)
         if args.synthetic:
-            from defectscope.data.synthesize import add_synthetic_to_train
+            from defectscope.data.images.synthesize import add_synthetic_to_train
             manifest = add_synthetic_to_train(manifest, args.synthetic, Path(out).parent / "syn",
                                               seed=args.seed)
         model, extra = (("classifier", {"task": args.task}) if part == "tile-classifier"

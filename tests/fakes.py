@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from defectscope.types import Failure, InspectionResult, Verdict
+from defectscope.values import Failure, InspectionResult, Verdict
 
 
 class FakeInspector:

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from defectscope.bundle import check_references, load_bundle, read_bundle_info, save_bundle
-from defectscope.data.importers import import_mvtec
+from defectscope.data.images.importers import import_mvtec
 from defectscope.errors import BundleError
 from defectscope.training.anomaly import train_anomaly
 

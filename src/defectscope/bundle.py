@@ -76,8 +76,8 @@ class Bundle:
     def manifest(self):
         """The dataset the model was trained from: a ``Manifest``, or a ``DetectionDataset`` for
         the box-finding models (the file says which)."""
-        from defectscope.data.detection import DetectionDataset
-        from defectscope.data.manifest import Manifest
+        from defectscope.data.boxes.dataset import DetectionDataset
+        from defectscope.data.images.manifest import Manifest
 
         path = self.path / MANIFEST
         if not path.is_file():

@@ -12,7 +12,7 @@ from PIL import Image
 
 from defectscope.cli import main
 from defectscope.cli.data import load_dataset
-from defectscope.data.detection import DetectionDataset
+from defectscope.data.boxes.dataset import DetectionDataset
 from defectscope.errors import ConfigError
 
 

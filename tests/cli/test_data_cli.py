@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from defectscope.cli import main
-from defectscope.data.manifest import Manifest
+from defectscope.data.images.manifest import Manifest
 
 
 def write(path, value=0, size=(8, 10)):

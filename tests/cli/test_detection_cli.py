@@ -13,7 +13,7 @@ import cv2
 import pytest
 
 from defectscope.cli import main
-from defectscope.data.deeppcb import DEEPPCB_CLASSES
+from defectscope.data.boxes.deeppcb import DEEPPCB_CLASSES
 
 from tests.models.test_reference import FAST, pair
 
@@ -107,7 +107,7 @@ def test_a_detection_format_with_an_image_model_is_a_clear_error(pcb, tmp_path, 
 def test_a_golden_template_in_the_model_inspects_parts_without_one(reference_model, pcb,
                                                                     tmp_path, capsys):
     from defectscope.bundle import load_bundle, save_bundle
-    from defectscope.data.images import load_image
+    from defectscope.data.image_io import load_image
 
     image = next((pcb / "group300" / "300").glob("*_test.png"))
     template = load_image(image.with_name(image.name.replace("_test", "_temp")))
@@ -189,7 +189,7 @@ def test_reshot_options_are_refused_for_box_models(reference_model, pcb, tmp_pat
 def test_train_records_reference_pairs_and_export_and_run_use_the_runtime(reference_model, pcb,
                                                                           tmp_path, capsys):
     from defectscope.bundle import check_references, load_bundle, save_bundle
-    from defectscope.data.images import load_image
+    from defectscope.data.image_io import load_image
 
     info = json.loads((reference_model / "bundle.json").read_text())
     assert info["references"] and all("template" in row for row in info["references"])

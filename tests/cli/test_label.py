@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 
 from defectscope.cli import main
-from defectscope.data.images import load_image
+from defectscope.data.image_io import load_image
 
 SAMPLE = Path(__file__).resolve().parents[2] / "src" / "defectscope" / "sample_data" / "magnetic_tile"
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from defectscope.cli import main
 from defectscope.data.hashing import sha256_file
-from defectscope.data.manifest import Manifest
+from defectscope.data.images.manifest import Manifest
 from defectscope.store import ImageLabel, LabelStore, ResultStore
-from defectscope.types import Sample
+from defectscope.values import Sample
 from tests.fakes import write_png
 
 

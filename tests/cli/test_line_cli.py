@@ -31,7 +31,7 @@ def dataset(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def model_dir(dataset, tmp_path_factory) -> Path:
-    from defectscope.data.importers import import_mvtec
+    from defectscope.data.images.importers import import_mvtec
     from defectscope.training.anomaly import train_anomaly
 
     out = tmp_path_factory.mktemp("bundle") / "model"

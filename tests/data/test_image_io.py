@@ -1,4 +1,4 @@
-"""Tests for defectscope.data.images (strict decoding and conversion rules)."""
+"""Tests for defectscope.data.image_io (strict decoding and conversion rules)."""
 
 import struct
 import zlib
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
-from defectscope.data.images import (
+from defectscope.data.image_io import (
     IMAGE_EXTENSIONS,
     image_size,
     is_image_file,

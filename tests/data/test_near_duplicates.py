@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from defectscope.cli import main
-from defectscope.data.importers import import_folder
+from defectscope.data.images.importers import import_folder
 from defectscope.data.near_duplicates import (cross_split_groups, find_near_duplicates,
                                               group_near_duplicates, texture_thumbnail)
-from defectscope.data.splits import split_manifest
+from defectscope.data.images.splits import split_manifest
 from defectscope.errors import ConfigError
 
 from tests.reshots import spots, surface, write_reshot_dataset

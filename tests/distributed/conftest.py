@@ -15,7 +15,7 @@ pytest.importorskip("ray")
 
 @pytest.fixture(scope="session")
 def exported_patchcore(tmp_path_factory) -> Path:
-    from defectscope.data.importers import import_mvtec
+    from defectscope.data.images.importers import import_mvtec
     from defectscope.export import export_onnx
     from defectscope.training.anomaly import train_anomaly
 
@@ -30,7 +30,7 @@ def exported_patchcore(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def second_patchcore(tmp_path_factory) -> Path:
     """Another PatchCore (fitted on fewer parts): another model version to compare with."""
-    from defectscope.data.importers import import_mvtec
+    from defectscope.data.images.importers import import_mvtec
     from defectscope.export import export_onnx
     from defectscope.training.anomaly import train_anomaly
 

@@ -31,7 +31,7 @@ def goods(tmp_path_factory) -> list[tuple[str, str]]:
 
 
 def _images(items):
-    from defectscope.data.images import load_image
+    from defectscope.data.image_io import load_image
 
     return [load_image(path) for path, _ in items]
 

@@ -8,12 +8,12 @@ import io
 import numpy as np
 import pytest
 
-from defectscope.data.detection import Box
+from defectscope.data.boxes.dataset import Box
 from defectscope.errors import ConfigError
 from defectscope.evaluation.detection import (IOU_THRESHOLDS, average_precision_coco,
                                               evaluate_detections, image_errors,
                                               match_detections)
-from defectscope.types import Detection
+from defectscope.values import Detection
 
 A = Box(0, 0, 10, 10, "a")
 

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from defectscope.data.detection import Box
+from defectscope.data.boxes.dataset import Box
 from defectscope.evaluation.detection_plots import (PREDICTION_COLOUR, TRUTH_COLOUR, draw_boxes,
                                                     plot_pr_curves, write_worst_images)
-from defectscope.types import Detection
+from defectscope.values import Detection
 
 
 def test_draw_boxes_colours_and_does_not_touch_the_input():

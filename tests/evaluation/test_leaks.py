@@ -8,8 +8,8 @@ import pytest
 
 from defectscope.bundle import load_bundle
 from defectscope.cli import main
-from defectscope.data.importers import import_folder
-from defectscope.data.splits import split_manifest
+from defectscope.data.images.importers import import_folder
+from defectscope.data.images.splits import split_manifest
 from defectscope.evaluation.leaks import check_reshot_leaks
 
 from tests.reshots import write_reshot_dataset

@@ -10,7 +10,7 @@ import pytest
 from defectscope.errors import ConfigError
 from defectscope.evaluation.report import ImageRecord, build_report, write_report
 from defectscope.evaluation.thresholds import calibrate_threshold
-from defectscope.types import Verdict
+from defectscope.values import Verdict
 
 REQUIRED_KEYS = {
     "image_auroc", "pixel_auroc", "aupro", "average_precision", "f1", "precision", "recall",

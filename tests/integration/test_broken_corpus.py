@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from defectscope.cli import main
-from defectscope.data.images import load_image
+from defectscope.data.image_io import load_image
 from defectscope.errors import ImageReadError
 from tests.broken_corpus import broken_files
 from tests.conftest import good_part, make_mvtec, save

@@ -142,7 +142,7 @@ def test_dashboard_end_to_end_in_chromium(service):
             listed = page.locator("#dataset-versions li.dataset-version").first
             version = listed.get_attribute("data-version")
             assert (config.datasets_dir / version / "manifest.json").is_file()
-            from defectscope.data.manifest import Manifest
+            from defectscope.data.images.manifest import Manifest
 
             manifest = Manifest.load(config.datasets_dir / version / "manifest.json")
             reviewed = [s for s in manifest.samples if s.group == part_id]

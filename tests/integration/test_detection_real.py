@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from defectscope.data.deeppcb import DEEPPCB_CLASSES, import_deeppcb
-from defectscope.data.detection_splits import split_detection
-from defectscope.data.yolo_boxes import import_yolo_boxes
+from defectscope.data.boxes.deeppcb import DEEPPCB_CLASSES, import_deeppcb
+from defectscope.data.boxes.splits import split_detection
+from defectscope.data.boxes.yolo import import_yolo_boxes
 
 
 def shared_data() -> Path:

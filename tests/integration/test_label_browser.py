@@ -118,7 +118,7 @@ def test_label_three_images_and_export_in_chromium(studio_service):
             browser.close()
 
     from defectscope.data.hashing import sha256_file
-    from defectscope.data.manifest import Manifest
+    from defectscope.data.images.manifest import Manifest
 
     exported = Manifest.load(f"{out}/manifest.json")
     assert exported.parent_version == Manifest.load(manifest_path).version_id

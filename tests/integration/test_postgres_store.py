@@ -14,7 +14,7 @@ import uuid
 import pytest
 
 from defectscope.store import DuplicatePartError, ResultStore
-from defectscope.types import PartResult, Verdict
+from defectscope.values import PartResult, Verdict
 from tests.services import service_missing
 
 URL = os.environ.get("DEFECTSCOPE_TEST_POSTGRES_URL")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from defectscope.data.importers import import_dataset
+from defectscope.data.images.importers import import_dataset
 from defectscope.evaluation.supervised import evaluate_supervised
 from defectscope.bundle import load_bundle
 from defectscope.training.supervised import train_supervised

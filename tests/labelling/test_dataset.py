@@ -7,10 +7,10 @@ import math
 import pytest
 
 from defectscope.data.hashing import sha256_file
-from defectscope.data.manifest import Manifest
+from defectscope.data.images.manifest import Manifest
 from defectscope.errors import ConfigError, DataError
 from defectscope.labelling.dataset import ItemScore, open_label_dataset
-from defectscope.types import Sample
+from defectscope.values import Sample
 from tests.fakes import write_png
 
 

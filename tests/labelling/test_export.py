@@ -8,16 +8,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from defectscope.data.coco import import_coco
+from defectscope.data.boxes.coco import import_coco
 from defectscope.data.hashing import sha256_file
-from defectscope.data.importers import import_mvtec
-from defectscope.data.manifest import Manifest
-from defectscope.data.yolo_boxes import import_yolo_boxes
+from defectscope.data.images.importers import import_mvtec
+from defectscope.data.images.manifest import Manifest
+from defectscope.data.boxes.yolo import import_yolo_boxes
 from defectscope.errors import ConfigError, DataError
 from defectscope.labelling.export import export_labels
 from defectscope.review.labels import mask_png
 from defectscope.store import ImageArchive, ImageLabel, LabelBox
-from defectscope.types import Sample
+from defectscope.values import Sample
 from tests.fakes import write_png
 
 

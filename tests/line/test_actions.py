@@ -16,7 +16,7 @@ from defectscope.line.actions import Alert, Archive, PartEvent, Publish, RejectS
 from defectscope.line.decision import evaluate
 from defectscope.line.sources import Frame
 from defectscope.store import ImageArchive
-from defectscope.types import Verdict
+from defectscope.values import Verdict
 
 
 def event_for(inspector, value: int, record_id: int = 1, frame_id: str = "f") -> PartEvent:

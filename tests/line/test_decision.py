@@ -12,7 +12,7 @@ from PIL import Image
 from defectscope.errors import ConfigError
 from defectscope.line.decision import FailSafePolicy, decide, evaluate
 from defectscope.line.sources import Frame, read_file_frame
-from defectscope.types import Failure, Verdict
+from defectscope.values import Failure, Verdict
 
 
 def frame_of(value: int = 20) -> Frame:

@@ -19,7 +19,7 @@ mqtt = pytest.importorskip("paho.mqtt.client", reason="paho-mqtt is not installe
 
 from defectscope.errors import ConfigError  # noqa: E402
 from defectscope.line.mqtt import MqttPublisher, MqttUrl, parse_mqtt_url  # noqa: E402
-from defectscope.types import PartResult, Verdict  # noqa: E402
+from defectscope.values import PartResult, Verdict  # noqa: E402
 from tests.services import service_missing  # noqa: E402
 
 pytestmark = pytest.mark.timeout(60)

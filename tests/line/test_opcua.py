@@ -20,7 +20,7 @@ from defectscope.line.opcua import (  # noqa: E402
     OpcUaServerThread,
     parse_opcua_endpoint,
 )
-from defectscope.types import PartResult, Verdict  # noqa: E402
+from defectscope.values import PartResult, Verdict  # noqa: E402
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -11,7 +11,7 @@ from defectscope.line.actions import Alert, Archive, Publish, RejectSignal
 from defectscope.line.pipeline import BundleInspector, Inspector, LinePipeline
 from defectscope.line.sources import FileListSource, FolderWatchSource
 from defectscope.store import ImageArchive, ResultStore, StoreError
-from defectscope.types import Verdict
+from defectscope.values import Verdict
 
 
 @pytest.fixture

@@ -7,11 +7,11 @@ import pytest
 import torch
 from PIL import Image
 
-from defectscope.data.detection import Box, DetectionDataset, DetectionSample
+from defectscope.data.boxes.dataset import Box, DetectionDataset, DetectionSample
 from defectscope.data.hashing import sha256_file
 from defectscope.errors import ConfigError, DataError
 from defectscope.models.detector import BoxDetector
-from defectscope.types import Detection
+from defectscope.values import Detection
 
 SIZE = 64
 CLASSES = ("bright", "dark")

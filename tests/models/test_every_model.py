@@ -17,11 +17,11 @@ import numpy as np
 import pytest
 
 from defectscope.bundle import Reference, load_bundle, save_bundle
-from defectscope.data.image_set import ImageSet
+from defectscope.data.images.image_set import ImageSet
 from defectscope.models import create_model, list_models
 from defectscope.runtime.backends import BACKENDS
 from defectscope.scoring.families import head_class
-from defectscope.types import InspectionResult, Verdict
+from defectscope.values import InspectionResult, Verdict
 
 from tests.conftest import FAST_OPTIONS, defective_part, good_part
 

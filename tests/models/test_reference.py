@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
-from defectscope.data.detection import Box, DetectionDataset, DetectionSample
+from defectscope.data.boxes.dataset import Box, DetectionDataset, DetectionSample
 from defectscope.data.hashing import sha256_file
 from defectscope.errors import AlignmentError, ConfigError, DataError, DefectscopeError
 from defectscope.models.reference import (ReferenceComparison, assign_regions,

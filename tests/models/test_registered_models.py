@@ -8,7 +8,7 @@ import pytest
 from defectscope.bundle import load_bundle, save_bundle
 from defectscope.errors import ConfigError, DefectscopeError
 from defectscope.models import create_model, list_models
-from defectscope.types import InspectionResult, Verdict
+from defectscope.values import InspectionResult, Verdict
 
 from tests.conftest import FAST_OPTIONS
 
@@ -66,7 +66,7 @@ def test_save_then_load_gives_identical_scores(fitted, defect_images, tmp_path):
 
 
 def test_fit_is_idempotent(good_images, defect_images):
-    from defectscope.models.base import AnomalyModel
+    from defectscope.models.anomaly_base import AnomalyModel
     from defectscope.models.registry import model_class
 
     # Supervised models (classifier, segmenter) take labels; tests/models/test_classifier.py etc.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from defectscope.data.image_set import ImageSet
+from defectscope.data.images.image_set import ImageSet
 from defectscope.bundle import load_bundle, save_bundle
 from defectscope.errors import ConfigError, DataError
 from defectscope.models import create_model

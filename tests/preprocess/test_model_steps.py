@@ -8,7 +8,7 @@ import pytest
 from defectscope.bundle import load_bundle, save_bundle
 from defectscope.errors import BundleError
 from defectscope.models import create_model
-from defectscope.types import Verdict
+from defectscope.values import Verdict
 
 from tests.conftest import FAST_OPTIONS
 from tests.preprocess.helpers import board, similarity, warp

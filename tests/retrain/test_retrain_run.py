@@ -8,12 +8,12 @@ import pytest
 
 from defectscope.bundle import load_bundle, save_bundle
 from defectscope.cli import main
-from defectscope.data.importers import import_mvtec
-from defectscope.data.manifest import Manifest
+from defectscope.data.images.importers import import_mvtec
+from defectscope.data.images.manifest import Manifest
 from defectscope.errors import DataError
 from defectscope.retrain import RetrainConfig, check_claimed_types, read_audit, retrain
 from defectscope.training.anomaly import train_anomaly
-from defectscope.types import Sample
+from defectscope.values import Sample
 
 from tests.conftest import FAST_OPTIONS, defective_part, make_mvtec, save
 

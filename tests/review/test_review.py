@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from defectscope.data.importers import import_mvtec
-from defectscope.data.manifest import Manifest
+from defectscope.data.images.importers import import_mvtec
+from defectscope.data.images.manifest import Manifest
 from defectscope.errors import ConfigError, DataError
 from defectscope.review import ExportConfig, export_version, latest_manifest, submit_review, versions
 from defectscope.store import (AlreadyReviewedError, ImageArchive, ResultStore, ReviewStore,
                                UnknownPartError)
-from defectscope.types import PartResult, Verdict
+from defectscope.values import PartResult, Verdict
 
 from tests.conftest import defective_part, good_part
 

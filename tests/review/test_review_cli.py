@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 from defectscope.cli import main
-from defectscope.data.importers import import_mvtec
+from defectscope.data.images.importers import import_mvtec
 from defectscope.review import submit_review
 from defectscope.store import ImageArchive, ResultStore, ReviewStore
-from defectscope.types import PartResult, Verdict
+from defectscope.values import PartResult, Verdict
 
 from tests.conftest import good_part
 from tests.review.test_review import encode

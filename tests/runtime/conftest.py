@@ -24,7 +24,7 @@ KEEP_ASPECT = {"resize": "keep_aspect", "max_side": 64}
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory) -> dict[str, Path]:
     """Freshly trained bundles, without an export: copy one before changing it."""
-    from defectscope.data.importers import import_mvtec
+    from defectscope.data.images.importers import import_mvtec
     from defectscope.training.anomaly import train_anomaly
 
     root = tmp_path_factory.mktemp("runtime")
@@ -80,7 +80,7 @@ def _save_supervised(model, out: Path) -> Path:
 @pytest.fixture(scope="session")
 def trained_supervised(tmp_path_factory) -> dict[str, Path]:
     """Freshly fitted supervised bundles, without an export: copy one before changing it."""
-    from defectscope.data.image_set import ImageSet
+    from defectscope.data.images.image_set import ImageSet
     from defectscope.models import create_model
 
     root = tmp_path_factory.mktemp("supervised")

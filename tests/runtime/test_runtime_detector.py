@@ -20,7 +20,7 @@ from defectscope.scoring.box_heads import DetectorHead
 from defectscope.scoring.families import head_class
 from defectscope.scoring.heads import FCOS_OUTPUTS
 from defectscope.scoring.fcos import FcosSettings, detect_images, fcos_strides
-from defectscope.types import Verdict
+from defectscope.values import Verdict
 
 from tests.models.test_detector import CLASSES, FAST, SIZE, _part
 
@@ -34,7 +34,7 @@ def detector_bundles(tmp_path_factory):
     its ONNX export. Do not change them."""
     from PIL import Image
 
-    from defectscope.data.detection import DetectionDataset, DetectionSample
+    from defectscope.data.boxes.dataset import DetectionDataset, DetectionSample
     from defectscope.data.hashing import sha256_file
     from defectscope.training.detection import train_detection
 
@@ -179,7 +179,7 @@ def test_failed_parity_writes_nothing(detector_bundles, copy_of, drifting_backen
 
 
 def test_near_equal_confidences_may_swap_places_nothing_else_may():
-    from defectscope.types import Detection
+    from defectscope.values import Detection
 
     a = Detection((1.0, 1.0, 9.0, 9.0), "dark", 0.0887315)
     b = Detection((20.0, 20.0, 30.0, 30.0), "bright", 0.0887314)
@@ -193,7 +193,7 @@ def test_near_equal_confidences_may_swap_places_nothing_else_may():
 def test_detections_where_the_lists_end_may_differ_nothing_above():
     """A list ends at ``min_confidence`` or at its cap: float noise may list a detection right
     there on one side only; with ``floor`` those tails are left out, nothing else is."""
-    from defectscope.types import Detection
+    from defectscope.values import Detection
 
     limit, floor = 1e-4, 0.05
     top = Detection((40.0, 40.0, 50.0, 50.0), "dark", 0.5)

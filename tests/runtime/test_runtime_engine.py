@@ -16,7 +16,7 @@ from defectscope.runtime import SUPPORTED_MODELS, ParityError, RuntimeInspector,
 from defectscope.scoring.box_heads import DetectorHead, ReferenceHead
 from defectscope.scoring.families import head_class
 from defectscope.scoring.heads import AnomalyHead, ClassifierHead, SegmenterHead, build_scorer
-from defectscope.types import Verdict
+from defectscope.values import Verdict
 
 from tests.conftest import defective_part, good_part
 

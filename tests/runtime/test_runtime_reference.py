@@ -22,7 +22,7 @@ from defectscope.runtime import DEFAULT_TOLERANCE, ParityError, RuntimeInspector
 from defectscope.runtime.parity import BOX_TOLERANCE_PX, detections_agree
 from defectscope.scoring.box_heads import ReferenceHead
 from defectscope.scoring.families import head_class
-from defectscope.types import Verdict
+from defectscope.values import Verdict
 
 from tests.models.test_reference import pair, rgb
 

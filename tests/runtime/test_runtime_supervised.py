@@ -15,7 +15,7 @@ from defectscope.line.runner import load_inspector
 from defectscope.export import export_onnx, network_graph
 from defectscope.runtime import DEFAULT_TOLERANCE, ParityError, RuntimeInspector, RuntimeModel
 from defectscope.scoring.heads import ClassifierHead, SegmenterHead
-from defectscope.types import Verdict
+from defectscope.values import Verdict
 
 from tests.conftest import defective_part, good_part
 from tests.runtime.conftest import SUPERVISED, scratched_part

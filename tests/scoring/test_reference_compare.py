@@ -11,7 +11,7 @@ from defectscope.scoring.reference_compare import (CompareConfig, compare, crop_
                                                   decode_boxes, encode_boxes, estimate_shift,
                                                   extract_crops, find_regions, shift_image,
                                                   tolerant_difference)
-from defectscope.models.reference_net import candidate_ap, dihedral
+from defectscope.models.fitting.reference_loop import candidate_ap, dihedral
 
 
 def traces(side: int = 80) -> np.ndarray:

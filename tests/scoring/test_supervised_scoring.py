@@ -17,7 +17,7 @@ from defectscope.scoring import (
     segmentation_result,
     sigmoid,
 )
-from defectscope.types import Verdict
+from defectscope.values import Verdict
 
 CLASSES = ("good", "blob", "scratch")
 

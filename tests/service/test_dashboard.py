@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from defectscope.data.importers import import_mvtec
+from defectscope.data.images.importers import import_mvtec
 from defectscope.service.dashboard import DashboardConfig
 from defectscope.store import ImageArchive, QueueConfig, ResultStore
-from defectscope.types import PartResult, Verdict
+from defectscope.values import PartResult, Verdict
 
 from tests.conftest import defective_part, good_part, make_mvtec
 from tests.service.conftest import AUTH, READ_TOKEN, TOKEN, FakeInspector

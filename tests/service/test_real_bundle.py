@@ -8,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from defectscope.data.importers import import_mvtec
+from defectscope.data.images.importers import import_mvtec
 from defectscope.line.pipeline import BundleInspector, Inspector
 from defectscope.service import create_app
 from defectscope.store import ImageArchive, ResultStore

@@ -12,12 +12,12 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from defectscope.data.hashing import sha256_file
-from defectscope.data.manifest import Manifest
+from defectscope.data.images.manifest import Manifest
 from defectscope.review.labels import mask_png
 from defectscope.service import create_app
 from defectscope.service.studio import StudioConfig
 from defectscope.store import ImageArchive, ResultStore
-from defectscope.types import InspectionResult, Sample, Verdict
+from defectscope.values import InspectionResult, Sample, Verdict
 from tests.service.conftest import AUTH, READ_AUTH, READ_TOKEN, TOKEN
 
 SIZE = (40, 48)  # height, width

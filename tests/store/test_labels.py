@@ -13,7 +13,7 @@ from defectscope.review import submit_review
 from defectscope.review.labels import mask_png
 from defectscope.store import (ImageArchive, ImageLabel, LabelBox, LabelStore, ResultStore,
                                ReviewStore)
-from defectscope.types import PartResult, Verdict
+from defectscope.values import PartResult, Verdict
 from tests.fakes import write_png
 
 SHA = "ab" * 32

@@ -9,7 +9,7 @@ import pytest
 
 from defectscope.errors import ConfigError
 from defectscope.store import DuplicatePartError, ResultStore
-from defectscope.types import Failure, PartResult, Verdict
+from defectscope.values import Failure, PartResult, Verdict
 
 
 def part(i: int, verdict: Verdict = Verdict.OK, **changes) -> PartResult:

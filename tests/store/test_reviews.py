@@ -9,7 +9,7 @@ import pytest
 from defectscope.errors import ConfigError
 from defectscope.store import (AlreadyReviewedError, QueueConfig, ResultStore, ReviewLabel,
                                ReviewStore, UnknownPartError)
-from defectscope.types import PartResult, Verdict
+from defectscope.values import PartResult, Verdict
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from defectscope.data.importers import import_folder, import_mvtec
+from defectscope.data.images.importers import import_folder, import_mvtec
 from defectscope.errors import ConfigError, DefectscopeError
 from defectscope.training.anomaly import prepare_splits, train_anomaly
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from defectscope.data.detection import Box, DetectionSample
+from defectscope.data.boxes.dataset import Box, DetectionSample
 from defectscope.training.detection import calibrate_confidence
-from defectscope.types import Detection
+from defectscope.values import Detection
 
 CLASSES = ("scratch",)
 

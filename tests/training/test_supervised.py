@@ -62,7 +62,7 @@ def test_segmenter_on_mvtec_reports_pixel_metrics(tmp_path):
 
 
 def test_a_class_with_no_training_images_is_a_clear_error(folder, tmp_path):
-    from defectscope.data.importers import import_dataset
+    from defectscope.data.images.importers import import_dataset
 
     manifest = import_dataset(folder, "folder").manifest
     samples = [s.__class__(**{**s.to_dict(), "split": "test" if s.label == "dent" else

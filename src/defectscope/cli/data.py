@@ -20,13 +20,13 @@ from typing import Any
 from defectscope.cli.detection_data import (DETECTION_FORMATS, add_convert, is_detection_json,
                                             run_import_detection, run_info_detection,
                                             run_split_detection)
-from defectscope.data.images import load_image
-from defectscope.data.importers import ImportResult, import_dataset
-from defectscope.data.manifest import Manifest
+from defectscope.data.image_io import load_image
+from defectscope.data.images.importers import ImportResult, import_dataset
+from defectscope.data.images.manifest import Manifest
 from defectscope.data.near_duplicates import (cross_split_groups, find_near_duplicates,
                                               group_near_duplicates)
-from defectscope.data.splits import split_manifest
-from defectscope.data.summary import format_summary
+from defectscope.data.images.splits import split_manifest
+from defectscope.data.images.summary import format_summary
 from defectscope.errors import ConfigError
 
 FORMATS = ("mvtec", "folder", "yolo")
@@ -292,7 +292,7 @@ def _add_synthesize(commands: argparse._SubParsersAction) -> None:
 
 
 def run_synthesize(args: argparse.Namespace) -> int:
-    from defectscope.data.synthesize import KINDS, synthesize_dataset
+    from defectscope.data.images.synthesize import KINDS, synthesize_dataset
 
     counts = synthesize_dataset(args.source, args.out, args.n, seed=args.seed,
                                 kinds=tuple(args.kinds or KINDS))

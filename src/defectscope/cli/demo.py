@@ -35,8 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_demo(args: argparse.Namespace) -> int:
     from defectscope.bundle import load_bundle
     from defectscope.cli.model import format_report
-    from defectscope.data.images import load_image
-    from defectscope.data.importers import import_mvtec
+    from defectscope.data.image_io import load_image
+    from defectscope.data.images.importers import import_mvtec
     from defectscope.evaluation.report import write_report
     from defectscope.evaluation.run import evaluate_bundle
     from defectscope.training.anomaly import train_anomaly

@@ -12,10 +12,10 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from defectscope.data.detection import FORMAT as DETECTION_FORMAT
-from defectscope.data.detection import DetectionDataset
-from defectscope.data.detection_import import DetectionImport
-from defectscope.data.detection_summary import format_detection_summary
+from defectscope.data.boxes.dataset import FORMAT as DETECTION_FORMAT
+from defectscope.data.boxes.dataset import DetectionDataset
+from defectscope.data.boxes.imports import DetectionImport
+from defectscope.data.boxes.summary import format_detection_summary
 from defectscope.errors import ConfigError
 
 DETECTION_FORMATS = ("deeppcb", "coco", "yolo-boxes")
@@ -39,7 +39,7 @@ def is_detection_json(path: str | Path) -> bool:
 def load_detection(args: argparse.Namespace
                    ) -> tuple[DetectionDataset, DetectionImport | None, str]:
     """The detection dataset named by ``--data``/``--format`` (a folder or a saved JSON)."""
-    from defectscope.data.convert import import_detection
+    from defectscope.data.boxes.convert import import_detection
 
     if is_detection_json(args.data):
         return DetectionDataset.load(args.data), None, "dataset"
@@ -49,7 +49,7 @@ def load_detection(args: argparse.Namespace
                           f"{', '.join(DETECTION_FORMATS)}")
     on_bad = "skip" if args.skip_bad else "error"
     if fmt == "coco" and getattr(args, "images_dir", None):
-        from defectscope.data.coco import import_coco
+        from defectscope.data.boxes.coco import import_coco
 
         result = import_coco(args.data, images_dir=args.images_dir, on_bad=on_bad)
     else:
@@ -106,7 +106,7 @@ def split_names(fractions: tuple[float, ...]) -> tuple[str, ...]:
 
 
 def run_split_detection(path: str, out: str, fractions: tuple[float, ...], seed: int) -> int:
-    from defectscope.data.detection_splits import split_detection
+    from defectscope.data.boxes.splits import split_detection
 
     dataset = split_detection(DetectionDataset.load(path), fractions, seed=seed,
                               names=split_names(fractions))
@@ -141,10 +141,10 @@ def add_convert(commands: argparse._SubParsersAction) -> None:
 
 
 def run_convert(args: argparse.Namespace) -> int:
-    from defectscope.data.coco import export_coco
-    from defectscope.data.convert import import_detection
-    from defectscope.data.detection_splits import split_detection
-    from defectscope.data.yolo_boxes import export_yolo
+    from defectscope.data.boxes.coco import export_coco
+    from defectscope.data.boxes.convert import import_detection
+    from defectscope.data.boxes.splits import split_detection
+    from defectscope.data.boxes.yolo import export_yolo
 
     result = import_detection(args.src, args.from_format,
                               on_bad="skip" if args.skip_bad else "error")

@@ -53,9 +53,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_propose(args) -> int:
     from defectscope.bundle import load_bundle
-    from defectscope.data.images import load_image
+    from defectscope.data.image_io import load_image
     from defectscope.errors import DefectscopeError
-    from defectscope.inspect import iter_image_paths
+    from defectscope.predict_files import iter_image_paths
     from defectscope.labelling.propose import propose
 
     import cv2
@@ -94,7 +94,7 @@ def run_propose(args) -> int:
 
 
 def run_export(args) -> int:
-    from defectscope.data.manifest import Manifest
+    from defectscope.data.images.manifest import Manifest
     from defectscope.labelling.export import export_labels
     from defectscope.store import ImageArchive, LabelStore, ResultStore
 

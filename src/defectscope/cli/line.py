@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from defectscope.data.images import DEFAULT_MAX_PIXELS
+from defectscope.data.image_io import DEFAULT_MAX_PIXELS
 from defectscope.errors import ConfigError
 from defectscope.line.runner import BACKENDS, TRIGGERS
 from defectscope.store.locations import (DEFAULT_DB_URL, absolute_db_url, default_archive_for,

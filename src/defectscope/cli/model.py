@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from defectscope.cli.data import add_dataset_arguments, load_dataset
-from defectscope.data.images import DEFAULT_MAX_PIXELS
+from defectscope.data.image_io import DEFAULT_MAX_PIXELS
 from defectscope.errors import ConfigError
 
 
@@ -190,7 +190,7 @@ def model_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from defectscope.data.summary import format_summary
+    from defectscope.data.images.summary import format_summary
     from defectscope.training.anomaly import train_anomaly
 
     from defectscope.training.supervised import is_supervised
@@ -281,7 +281,7 @@ def _group_reshots(manifest, progress: bool):
 
 
 def _run_train_supervised(args: argparse.Namespace, manifest) -> int:
-    from defectscope.data.summary import format_summary
+    from defectscope.data.images.summary import format_summary
     from defectscope.training.supervised import train_supervised
 
     result = train_supervised(
@@ -297,7 +297,7 @@ def _run_train_supervised(args: argparse.Namespace, manifest) -> int:
 
 def _run_train_detection(args: argparse.Namespace) -> int:
     from defectscope.cli.detection_data import load_detection
-    from defectscope.data.detection_summary import format_detection_summary
+    from defectscope.data.boxes.summary import format_detection_summary
     from defectscope.training.detection import train_detection
 
     dataset, imported, _ = load_detection(args)
@@ -306,7 +306,7 @@ def _run_train_detection(args: argparse.Namespace) -> int:
               file=sys.stderr)
     template = None
     if args.template:
-        from defectscope.data.images import load_image
+        from defectscope.data.image_io import load_image
 
         template = load_image(args.template)
     result = train_detection(
@@ -359,7 +359,7 @@ def format_detection_report(report: dict[str, Any]) -> str:
 
 def run_test(args: argparse.Namespace) -> int:
     from defectscope.bundle import load_bundle
-    from defectscope.data.images import load_image
+    from defectscope.data.image_io import load_image
     from defectscope.evaluation.report import write_report
     from defectscope.evaluation.run import evaluate_bundle
 
@@ -438,7 +438,7 @@ def _runtime_bundle(model_dir: str, backend: str) -> Any:
 
 def run_predict(args: argparse.Namespace) -> int:
     from defectscope.bundle import load_bundle
-    from defectscope.inspect import inspect_paths, list_image_paths
+    from defectscope.predict_files import inspect_paths, list_image_paths
 
     if args.max_pixels < 1:
         raise ConfigError(f"--max-pixels must be at least 1, not {args.max_pixels}")
@@ -451,7 +451,7 @@ def run_predict(args: argparse.Namespace) -> int:
     heatmaps = Path(args.heatmaps) if args.heatmaps else None
     template = None
     if args.template:
-        from defectscope.data.images import load_image
+        from defectscope.data.image_io import load_image
 
         template = load_image(args.template)
     failures = 0

@@ -131,7 +131,7 @@ def run_queue(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from defectscope.data.manifest import Manifest
+    from defectscope.data.images.manifest import Manifest
     from defectscope.review import ExportConfig, export_version, latest_manifest
     from defectscope.store import ImageArchive, ResultStore, ReviewStore
 

@@ -16,10 +16,10 @@ from typing import Any
 from tqdm import tqdm
 
 from defectscope.data.hashing import sha256_file
-from defectscope.data.images import load_image, load_mask
-from defectscope.data.manifest import Manifest
+from defectscope.data.image_io import load_image, load_mask
+from defectscope.data.images.manifest import Manifest
 from defectscope.errors import ConfigError, DataError, ImageReadError
-from defectscope.types import Sample
+from defectscope.values import Sample
 
 MAX_LISTED = 20  # files named in one error message; the rest are counted
 

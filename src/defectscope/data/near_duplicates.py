@@ -37,10 +37,10 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from defectscope.data.images import load_image
-from defectscope.data.manifest import Manifest
+from defectscope.data.image_io import load_image
+from defectscope.data.images.manifest import Manifest
 from defectscope.errors import ConfigError
-from defectscope.types import Sample
+from defectscope.values import Sample
 
 THUMBNAIL = 96
 BAND = (1.0, 4.0)  # thumbnail detail kept: between these Gaussian scales (pixels of 96)

@@ -17,7 +17,7 @@ from typing import Callable, Iterable, Iterator, TypeVar
 import numpy as np
 
 from defectscope.data.hashing import sha256_file
-from defectscope.data.images import load_image
+from defectscope.data.image_io import load_image
 from defectscope.errors import DataError
 
 T = TypeVar("T")

@@ -90,8 +90,8 @@ class BatchSummary:
 
 def collect_paths(inputs: Sequence[str]) -> list[str]:
     """Image paths from folders (recursively, sorted) and manifest files (their samples)."""
-    from defectscope.data.images import IMAGE_EXTENSIONS
-    from defectscope.data.manifest import Manifest
+    from defectscope.data.image_io import IMAGE_EXTENSIONS
+    from defectscope.data.images.manifest import Manifest
 
     paths: list[str] = []
     for item in inputs:
@@ -173,7 +173,7 @@ def write_db(rows: Sequence[dict[str, Any]], url: str) -> tuple[int, int]:
     """Rows into the results log (line ``batch``); parts already there are skipped, not
     duplicated. Returns (written, already there)."""
     from defectscope.store.results import DuplicatePartError, ResultStore
-    from defectscope.types import PartResult, Verdict
+    from defectscope.values import PartResult, Verdict
 
     store = ResultStore(url)
     written = skipped = 0

@@ -99,7 +99,7 @@ def split_shards(items: Sequence[Any], shards: int) -> list[list[Any]]:
 
 def _load(path: str, sha256: str | None):
     """An image read where it lies, checked against its manifest's sha256 when there is one."""
-    from defectscope.data.images import load_image
+    from defectscope.data.image_io import load_image
     from defectscope.data.stream import load_verified
 
     return load_image(path) if sha256 is None else load_verified(path, sha256)
@@ -119,7 +119,7 @@ def _fit_shard(model_name: str, options: dict[str, Any], images: list[tuple[str,
 
 def shardable(model) -> bool:
     """Whether ``model`` can be fitted in shards (it merges shard states: PatchCore, PaDiM)."""
-    from defectscope.models.base import AnomalyModel
+    from defectscope.models.anomaly_base import AnomalyModel
 
     hook = getattr(type(model), "_partial_state", None)
     return hook is not None and hook is not AnomalyModel._partial_state

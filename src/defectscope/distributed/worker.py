@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from defectscope.data.hashing import sha256_file
-from defectscope.data.images import load_image
+from defectscope.data.image_io import load_image
 from defectscope.errors import DefectscopeError
 from defectscope.runtime.engine import ONNX_DIR, ONNX_FILE, RuntimeModel
-from defectscope.types import Verdict
+from defectscope.values import Verdict
 
 
 def part_id(image_sha256: str, model_version: str) -> str:

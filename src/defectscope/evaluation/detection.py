@@ -18,8 +18,8 @@ The image view treats any defect as NG: ``image_recall`` is the share of images 
 one true box that have at least one prediction at or above the threshold, ``image_false_reject``
 the share of images without true boxes that have one (None when there are no such images).
 
->>> from defectscope.data.detection import Box
->>> from defectscope.types import Detection
+>>> from defectscope.data.boxes.dataset import Box
+>>> from defectscope.values import Detection
 >>> truth = [[Box(0, 0, 10, 10, "scratch")], []]
 >>> found = [[Detection((1, 0, 10, 10), "scratch", 0.9)], [Detection((0, 0, 5, 5), "scratch", 0.2)]]
 >>> report = evaluate_detections(truth, found, ["scratch"], score_threshold=0.5)
@@ -34,10 +34,10 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from defectscope.data.detection import Box
+from defectscope.data.boxes.dataset import Box
 from defectscope.errors import ConfigError
 from defectscope.scoring.boxes import box_iou
-from defectscope.types import Detection
+from defectscope.values import Detection
 
 __all__ = ["IOU_THRESHOLDS", "RECALL_POINTS", "ClassMatches", "DetectionReport",
            "average_precision_coco", "evaluate_detections", "image_errors", "match_detections",

@@ -21,11 +21,11 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from defectscope.data.detection import Box
+from defectscope.data.boxes.dataset import Box
 from defectscope.evaluation.detection import (average_precision_coco, image_errors,
                                               match_detections, precision_recall_points)
 from defectscope.evaluation.plots import _new_figure, _save
-from defectscope.types import Detection
+from defectscope.values import Detection
 
 __all__ = ["draw_boxes", "plot_pr_curves", "write_worst_images"]
 

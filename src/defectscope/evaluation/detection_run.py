@@ -25,14 +25,14 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from defectscope.data.detection import DetectionDataset, DetectionSample, load_pair
+from defectscope.data.boxes.dataset import DetectionDataset, DetectionSample, load_pair
 from defectscope.errors import DataError
 from defectscope.evaluation.detection import evaluate_detections
 from defectscope.evaluation.metrics import auroc
-from defectscope.types import Detection
+from defectscope.values import Detection
 
 if TYPE_CHECKING:  # the models import torch; evaluation needs only their detect()
-    from defectscope.models.detection_base import DetectionModel
+    from defectscope.models.box_base import DetectionModel
 
 
 @dataclass(frozen=True)

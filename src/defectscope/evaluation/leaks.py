@@ -15,8 +15,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from defectscope.data.images import load_image
-from defectscope.data.manifest import Manifest
+from defectscope.data.image_io import load_image
+from defectscope.data.images.manifest import Manifest
 from defectscope.data.near_duplicates import find_near_duplicates
 from defectscope.evaluation.run import select_for_evaluation
 

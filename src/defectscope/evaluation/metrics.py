@@ -23,7 +23,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from defectscope.errors import ConfigError
-from defectscope.types import GOOD
+from defectscope.values import GOOD
 
 __all__ = [
     "Confusion",

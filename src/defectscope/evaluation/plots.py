@@ -22,7 +22,7 @@ from numpy.typing import ArrayLike
 
 from defectscope.errors import DefectscopeError
 from defectscope.evaluation.metrics import auroc, average_precision, pr_curve, roc_curve
-from defectscope.types import GOOD
+from defectscope.values import GOOD
 
 if TYPE_CHECKING:
     from defectscope.evaluation.report import ImageRecord

@@ -33,7 +33,7 @@ from defectscope.evaluation.metrics import (
     per_type_recall,
 )
 from defectscope.evaluation.pixel_metrics import aupro, pixel_auroc
-from defectscope.types import GOOD
+from defectscope.values import GOOD
 
 __all__ = ["ImageRecord", "build_report", "write_report"]
 

@@ -14,12 +14,12 @@ from typing import Sequence
 import numpy as np
 from tqdm import tqdm
 
-from defectscope.data.images import load_mask
-from defectscope.data.manifest import Manifest
+from defectscope.data.image_io import load_mask
+from defectscope.data.images.manifest import Manifest
 from defectscope.data.stream import load_verified, stream_images
 from defectscope.errors import DataError
 from defectscope.evaluation.report import ImageRecord, build_report
-from defectscope.types import Sample
+from defectscope.values import Sample
 
 
 @dataclass(frozen=True)

@@ -16,12 +16,12 @@ from typing import Any, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from defectscope.data.images import load_mask
-from defectscope.data.manifest import Manifest
+from defectscope.data.image_io import load_mask
+from defectscope.data.images.manifest import Manifest
 from defectscope.data.stream import load_verified, stream_images
 from defectscope.evaluation.report import ImageRecord, build_report, write_report
 from defectscope.evaluation.run import UNSPLIT_NOTE, select_for_evaluation
-from defectscope.types import GOOD
+from defectscope.values import GOOD
 
 
 def class_metrics(true: Sequence[str], pred: Sequence[str], classes: Sequence[str]

@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from defectscope.data.hashing import sha256_file
-from defectscope.data.images import IMAGE_EXTENSIONS
-from defectscope.data.manifest import Manifest
+from defectscope.data.image_io import IMAGE_EXTENSIONS
+from defectscope.data.images.manifest import Manifest
 from defectscope.errors import ConfigError, DataError
-from defectscope.types import GOOD
+from defectscope.values import GOOD
 
 
 @dataclass(frozen=True)

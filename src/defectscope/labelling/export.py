@@ -31,19 +31,19 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from defectscope.data.coco import export_coco
-from defectscope.data.detection import Box, DetectionDataset, DetectionSample
-from defectscope.data.detection_export import prepare_out_dir
-from defectscope.data.images import load_mask
-from defectscope.data.manifest import Manifest
-from defectscope.data.yolo_boxes import export_yolo
+from defectscope.data.boxes.coco import export_coco
+from defectscope.data.boxes.dataset import Box, DetectionDataset, DetectionSample
+from defectscope.data.boxes.exports import prepare_out_dir
+from defectscope.data.image_io import load_mask
+from defectscope.data.images.manifest import Manifest
+from defectscope.data.boxes.yolo import export_yolo
 from defectscope.errors import ConfigError, DataError
-from defectscope.review.export import (ExportConfig, absolute_samples, place_file, split_for,
+from defectscope.review.dataset_version import (ExportConfig, absolute_samples, place_file, split_for,
                                        write_file)
 from defectscope.review.labels import mask_png
 from defectscope.store.archive import ImageArchive
 from defectscope.store.labels import ImageLabel
-from defectscope.types import GOOD, Sample
+from defectscope.values import GOOD, Sample
 
 FORMATS = ("manifest", "mvtec", "coco", "yolo")
 

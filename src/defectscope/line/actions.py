@@ -28,7 +28,7 @@ import cv2
 from defectscope.errors import ConfigError
 from defectscope.line.decision import Decision
 from defectscope.store.archive import ImageArchive
-from defectscope.types import PartResult, Verdict
+from defectscope.values import PartResult, Verdict
 from defectscope.visualize import overlay_heatmap
 
 log = logging.getLogger(__name__)

@@ -30,7 +30,7 @@ import cv2
 
 from defectscope.errors import ConfigError
 from defectscope.line.sources import Frame
-from defectscope.types import Failure, InspectionResult, PartResult, Verdict
+from defectscope.values import Failure, InspectionResult, PartResult, Verdict
 
 if TYPE_CHECKING:
     from defectscope.line.pipeline import Inspector

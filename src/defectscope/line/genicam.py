@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from defectscope.line.sources import Frame, Source, SourceError, new_frame_id
+from defectscope.line.frames import Frame, Source, SourceError, new_frame_id
 
 
 class GenICamSource(Source):

@@ -37,7 +37,7 @@ from urllib.parse import unquote, urlsplit
 import paho.mqtt.client as mqtt
 
 from defectscope.errors import ConfigError
-from defectscope.types import PartResult
+from defectscope.values import PartResult
 
 log = logging.getLogger(__name__)
 

@@ -39,7 +39,7 @@ from urllib.parse import urlsplit
 from asyncua import Server, ua
 
 from defectscope.errors import ConfigError
-from defectscope.types import Verdict
+from defectscope.values import Verdict
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ from defectscope.line.actions import Action, Alert, Archive, ArchivedPaths, Part
 from defectscope.line.decision import Decision, FailSafePolicy, evaluate
 from defectscope.line.sources import Frame, Source
 from defectscope.store.results import ResultStore
-from defectscope.types import InspectionResult, PartResult
+from defectscope.values import InspectionResult, PartResult
 
 log = logging.getLogger(__name__)
 

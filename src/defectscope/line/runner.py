@@ -30,7 +30,7 @@ from defectscope.line.actions import Alert, Archive, Publish
 from defectscope.line.pipeline import BundleInspector, Inspector, LinePipeline
 from defectscope.line.sources import Frame, Source, SourceError, parse_source
 from defectscope.store.archive import ImageArchive
-from defectscope.data.images import DEFAULT_MAX_PIXELS
+from defectscope.data.image_io import DEFAULT_MAX_PIXELS
 from defectscope.store.locations import DEFAULT_ARCHIVE, DEFAULT_DB_URL, describe_db
 from defectscope.store.results import ResultStore, StoreError
 

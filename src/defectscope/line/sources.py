@@ -14,47 +14,18 @@ from __future__ import annotations
 import glob as _glob
 import threading
 import time
-import uuid
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import cv2
 import numpy as np
 
-from defectscope.data.images import is_image_file, load_image
+from defectscope.data.image_io import is_image_file, load_image
 from defectscope.errors import ConfigError, DataError, ImageTooLargeError
-from defectscope.types import Failure
+from defectscope.line.frames import Frame, Source, SourceError, new_frame_id  # noqa: F401 (re-exported)
+from defectscope.values import Failure
 
 SCHEMES = ("folder", "glob", "video", "camera", "rtsp", "genicam")
-
-
-class SourceError(DataError):
-    """A source cannot be opened (missing folder, camera that does not answer, missing extra)."""
-
-
-@dataclass(frozen=True, eq=False)
-class Frame:
-    """One acquired image. ``image`` is RGB uint8, or None with ``error`` saying why.
-
-    ``data`` holds the encoded bytes when the source has them (a file, an upload), so the image
-    hash is the file's hash; ``path`` is the file it came from, if any. ``failure`` says which
-    kind of read failure ``error`` is (unreadable when not given).
-    """
-
-    frame_id: str
-    timestamp: float
-    source: str
-    image: np.ndarray | None
-    path: str | None = None
-    error: str | None = None
-    data: bytes | None = None
-    failure: Failure | None = None
-
-
-def new_frame_id(label: str) -> str:
-    """A readable, unique id: the label (file stem, frame index) plus 10 random hex digits."""
-    return f"{label[:100]}-{uuid.uuid4().hex[:10]}"
 
 
 def read_file_frame(path: str | Path, source: str, *, max_pixels: int | None = None) -> Frame:
@@ -71,38 +42,6 @@ def read_file_frame(path: str | Path, source: str, *, max_pixels: int | None = N
         return Frame(frame_id, now, source, None, str(path), str(error),
                      failure=Failure.UNREADABLE)
     return Frame(frame_id, now, source, image, str(path), None, data)
-
-
-class Source:
-    """Base class: ``next_frame()`` gives one frame or None when the source is exhausted."""
-
-    name = "source"
-
-    def __init__(self, stop_event: threading.Event | None = None) -> None:
-        self.stop_event = stop_event or threading.Event()
-
-    def next_frame(self, timeout: float | None = None) -> Frame | None:
-        raise NotImplementedError
-
-    def __iter__(self) -> Iterator[Frame]:
-        while not self.stop_event.is_set():
-            frame = self.next_frame()
-            if frame is None:
-                return
-            yield frame
-
-    def stop(self) -> None:
-        """Ask a waiting ``next_frame`` or a free-run loop to finish."""
-        self.stop_event.set()
-
-    def close(self) -> None:
-        self.stop()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 class FileListSource(Source):

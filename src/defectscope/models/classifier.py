@@ -21,15 +21,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from defectscope.data.image_set import ImageSet
+from defectscope.data.images.image_set import ImageSet
 from defectscope.errors import ConfigError, DataError
 from defectscope.models.backbones import WeightsSource, get_backbone_spec, load_pretrained
 from defectscope.models.registry import register
 from defectscope.models.contract import torch_forward
-from defectscope.models.supervised import SupervisedConfig, SupervisedModel
+from defectscope.models.supervised_base import SupervisedConfig, SupervisedModel, targets_of
 from defectscope.scoring.classification import class_probabilities
 from defectscope.scoring.heads import ClassifierHead
-from defectscope.types import GOOD
+from defectscope.values import GOOD
 
 TASKS = ("multiclass", "binary")
 DEFECT = "defect"
@@ -106,17 +106,11 @@ class DefectClassifier(SupervisedModel):
         validation macro F1 of ``val`` (the training images stand in, with a warning, when no
         validation set is given). Calling ``fit`` again starts from the pretrained weights.
         Returns ``self``."""
-        from defectscope.training.loop import LoopSpec, fit_network
-        from defectscope.training.losses import classification_loss
-        from defectscope.training.samplers import choose_imbalance_defaults, class_weights
+        from defectscope.models.fitting.loop import LoopSpec, fit_network
+        from defectscope.models.fitting.losses import classification_loss
+        from defectscope.models.fitting.samplers import choose_imbalance_defaults, class_weights
 
-        images, labels = data.images, data.labels
-        if labels is None:
-            raise DataError("the classifier learns from labels: give ImageSet(images, labels=...)")
-        val_images = val.images if val is not None else None
-        val_labels = val.labels if val is not None else None
-        if val is not None and val_labels is None:
-            raise DataError("the validation ImageSet has no labels")
+        images, labels, val_images, val_labels = targets_of(data, val, "labels", "classifier")
         if len(images) != len(labels) or not len(images):
             raise DataError(f"fit needs as many labels as images (got {len(images)} images, "
                             f"{len(labels)} labels), and at least one")

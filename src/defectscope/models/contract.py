@@ -29,7 +29,7 @@ from torch import nn
 from defectscope.errors import ConfigError, DefectscopeError
 from defectscope.scoring.heads import Forward, Head, Timings
 from defectscope.scoring.predictor import Predictor
-from defectscope.types import InspectionResult
+from defectscope.values import InspectionResult
 
 
 def torch_forward(module: nn.Module, channels_last: bool = False) -> Forward:
@@ -47,6 +47,27 @@ def torch_forward(module: nn.Module, channels_last: bool = False) -> Forward:
         return tuple(output.numpy() for output in outputs)
 
     return forward
+
+
+NET_PREFIX = "net."
+
+
+def network_arrays(net: nn.Module) -> dict[str, np.ndarray]:
+    """A network's state as ``net.<key>`` numpy arrays, for a safetensors bundle."""
+    return {f"{NET_PREFIX}{key}": value.detach().cpu().contiguous().numpy()
+            for key, value in net.state_dict().items()}
+
+
+def load_network_arrays(net: nn.Module, arrays: Mapping[str, np.ndarray], model_name: str
+                        ) -> nn.Module:
+    """Load the ``net.<key>`` arrays into ``net`` strictly; a mismatch is a clear error."""
+    state = {key[len(NET_PREFIX):]: torch.from_numpy(np.array(value))
+             for key, value in arrays.items() if key.startswith(NET_PREFIX)}
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        raise DefectscopeError(f"saved network does not match {model_name}: {error}") from error
+    return net.eval()
 
 
 class InspectionModel:

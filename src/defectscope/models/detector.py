@@ -21,21 +21,21 @@ import numpy as np
 import torch
 from torch import nn
 
-from defectscope.data.box_augment import BoxAugmentConfig, augment_with_boxes
-from defectscope.data.detection import DetectionDataset, DetectionSample, load_pair
-from defectscope.data.detection_holdout import hold_out_boxes
+from defectscope.data.boxes.augment import BoxAugmentConfig, augment_with_boxes
+from defectscope.data.boxes.dataset import DetectionDataset, DetectionSample, load_pair
+from defectscope.data.boxes.holdout import hold_out_boxes
 from defectscope.errors import ConfigError, DataError
 from defectscope.models.backbones import get_backbone_spec
 from defectscope.models.contract import torch_forward
-from defectscope.models.detection_base import DetectionModel
-from defectscope.models.supervised import load_network_arrays, network_arrays
+from defectscope.models.box_base import DetectionModel
+from defectscope.models.contract import load_network_arrays, network_arrays
 from defectscope.models.detector_net import TAPS, HeadOutputs, NetSpec, build_detector_net
 from defectscope.models.registry import register
 from defectscope.preprocess import PreprocessConfig, Preprocessor
 from defectscope.preprocess.steps import Colour
 from defectscope.scoring.box_heads import DetectorHead
 from defectscope.scoring.fcos import FcosSettings
-from defectscope.types import Detection
+from defectscope.values import Detection
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,7 +157,7 @@ class BoxDetector(DetectionModel):
         """Train on ``data``'s samples; choose the best epoch by mAP@0.5 on ``val``'s, or, when
         there are none, on ``selection_fraction`` of the training samples held out (seeded).
         Starts from the pretrained backbone each call. Returns ``self``."""
-        from defectscope.training.detector_loop import fit_detection_network
+        from defectscope.models.fitting.detector_loop import fit_detection_network
 
         dataset = data
         # Validation images load from their own dataset (the training one's when held out).

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from defectscope.errors import ConfigError, DefectscopeError
-from defectscope.models.base import AnomalyConfig, AnomalyModel
+from defectscope.models.anomaly_base import AnomalyConfig, AnomalyModel
 from defectscope.models.registry import register
 from defectscope.scoring.heads import Scorer, padim_scorer
 

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from defectscope.errors import ConfigError
-from defectscope.models.base import AnomalyConfig, AnomalyModel
+from defectscope.models.anomaly_base import AnomalyConfig, AnomalyModel
 from defectscope.models.coreset import StreamingCoreset, greedy_coreset
 from defectscope.models.registry import register
 from defectscope.scoring.heads import Scorer, patchcore_scorer

@@ -28,10 +28,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from defectscope.data.detection import DetectionDataset, DetectionSample, load_pair
+from defectscope.data.boxes.dataset import DetectionDataset, DetectionSample, load_pair
 from defectscope.errors import AlignmentError, ConfigError, DataError, DefectscopeError
 from defectscope.models.backbones import HALF, WeightsSource
-from defectscope.models.detection_base import DetectionModel
+from defectscope.models.box_base import DetectionModel
 from defectscope.scoring.reference_compare import CompareConfig, Comparison, encode_boxes
 from defectscope.scoring.reference_detect import (
     GOLDEN_TEMPLATE_KEY,
@@ -39,9 +39,10 @@ from defectscope.scoring.reference_detect import (
     candidate_comparison,
     candidate_windows,
 )
-from defectscope.models.reference_net import ReferenceNet, TrainArrays, train_reference_net
+from defectscope.models.fitting.reference_loop import TrainArrays, train_reference_net
+from defectscope.models.reference_net import ReferenceNet
 from defectscope.models.registry import register
-from defectscope.models.supervised import load_network_arrays, network_arrays
+from defectscope.models.contract import load_network_arrays, network_arrays
 from defectscope.preprocess import PreprocessConfig
 from defectscope.scoring.box_heads import ReferenceHead
 from defectscope.scoring.boxes import box_iou

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from defectscope.data.image_set import ImageSet
+from defectscope.data.images.image_set import ImageSet
 from defectscope.errors import ConfigError, DataError, DefectscopeError
 from defectscope.models.backbones import (
     WeightsSource,
@@ -32,7 +32,7 @@ from defectscope.models.backbones import (
 )
 from defectscope.models.registry import register
 from defectscope.models.contract import torch_forward
-from defectscope.models.supervised import SupervisedConfig, SupervisedModel
+from defectscope.models.supervised_base import SupervisedConfig, SupervisedModel, targets_of
 from defectscope.scoring.heads import SegmenterHead
 from defectscope.scoring.segmentation import defect_probabilities
 
@@ -148,16 +148,10 @@ class DefectSegmenter(SupervisedModel):
             log: Callable[[str], None] = print) -> "DefectSegmenter":
         """Train on ``data``'s RGB uint8 images and boolean ``masks`` (None: a good image, no
         defect); early-stop on ``val``'s ``select_metric``. Returns ``self``."""
-        from defectscope.training.loop import LoopSpec, fit_network
-        from defectscope.training.losses import segmentation_loss
+        from defectscope.models.fitting.loop import LoopSpec, fit_network
+        from defectscope.models.fitting.losses import segmentation_loss
 
-        images, masks = data.images, data.masks
-        if masks is None:
-            raise DataError("the segmenter learns from masks: give ImageSet(images, masks=...)")
-        val_images = val.images if val is not None else None
-        val_masks = val.masks if val is not None else None
-        if val is not None and val_masks is None:
-            raise DataError("the validation ImageSet has no masks")
+        images, masks, val_images, val_masks = targets_of(data, val, "masks", "segmenter")
         if len(images) != len(masks) or not len(images):
             raise DataError(f"fit needs one mask (or None) per image (got {len(images)} images, "
                             f"{len(masks)} masks), and at least one")

@@ -10,7 +10,7 @@ Pure numpy/scipy (no torch), so it runs on the edge box beside the results log.
 from defectscope.monitor.drift import DriftReport, DriftThresholds, drift_report, ks, psi
 from defectscope.monitor.estimates import RateEstimate, precision_recall, wilson_interval
 from defectscope.monitor.production import Window, ng_windows, production_stats
-from defectscope.monitor.roi import Costs, Roi, roi_summary
+from defectscope.monitor.payback import Costs, Roi, roi_summary
 from defectscope.monitor.spc import (ControlChart, RuleHit, ewma_chart, individuals_chart,
                                      p_chart, western_electric)
 

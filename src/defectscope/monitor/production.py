@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 
 from defectscope.errors import ConfigError
-from defectscope.types import PartResult, Verdict
+from defectscope.values import PartResult, Verdict
 
 
 @dataclass(frozen=True)

@@ -21,13 +21,13 @@ from typing import Callable
 import numpy as np
 
 from defectscope.bundle import load_bundle
-from defectscope.data.manifest import Manifest
+from defectscope.data.images.manifest import Manifest
 from defectscope.data.stream import load_verified
 from defectscope.errors import DataError
 from defectscope.retrain.audit import append_audit
 from defectscope.retrain.gate import GateConfig, GateDecision, figures, gate
 from defectscope.retrain.promote import promote
-from defectscope.types import Sample
+from defectscope.values import Sample
 
 AUDIT_LOG = "audit.jsonl"
 

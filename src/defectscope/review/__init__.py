@@ -3,7 +3,7 @@
 >>> from defectscope.review import submit_review, export_version      # doctest: +SKIP
 """
 
-from defectscope.review.export import (ExportConfig, ExportResult, export_version,
+from defectscope.review.dataset_version import (ExportConfig, ExportResult, export_version,
                                        latest_manifest, versions)
 from defectscope.review.labels import check_box, decode_mask, submit_review
 

@@ -19,13 +19,13 @@ import numpy as np
 from PIL import Image
 
 from defectscope.data.hashing import sha256_file
-from defectscope.data.images import image_size
+from defectscope.data.image_io import image_size
 from defectscope.errors import ConfigError, DefectscopeError
 from defectscope.store.archive import ImageArchive
 from defectscope.store.labels import ImageLabel, LabelBox
 from defectscope.store.reviews import (AlreadyReviewedError, ReviewLabel, ReviewStore,
                                        UnknownPartError)
-from defectscope.types import GOOD
+from defectscope.values import GOOD
 
 MAX_MASK_BYTES = 8 << 20
 

@@ -42,7 +42,7 @@ from defectscope.scoring.box_heads import BoxHead, DetectorHead
 from defectscope.scoring.families import BOX_MODELS, HEADS, head_class
 from defectscope.scoring.heads import INPUT_NAME, ClassifierHead, Forward, Head, Timings
 from defectscope.scoring.predictor import Predictor
-from defectscope.types import Detection, InspectionResult
+from defectscope.values import Detection, InspectionResult
 
 ONNX_DIR = "onnx"
 ONNX_FILE = "model.onnx"

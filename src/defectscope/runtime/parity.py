@@ -19,7 +19,7 @@ import numpy as np
 
 from defectscope.bundle import Reference, read_reference_images
 from defectscope.errors import BundleError
-from defectscope.types import Detection
+from defectscope.values import Detection
 
 BOX_TOLERANCE_PX = 0.1  # largest corner difference (px) between torch's and ONNX's boxes
 

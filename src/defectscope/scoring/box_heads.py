@@ -34,7 +34,7 @@ from defectscope.scoring.reference_detect import (
     ReferenceSettings,
     detect_boxes,
 )
-from defectscope.types import Detection
+from defectscope.values import Detection
 
 
 class BoxHead(Head):

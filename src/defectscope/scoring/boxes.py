@@ -2,7 +2,7 @@
 
 The detectors, the torch-free runtime and the evaluation all call these, so a box is judged the
 same way everywhere. Boxes are ``(x1, y1, x2, y2)`` pixel corners with x2/y2 exclusive (a box
-``(0, 0, 2, 2)`` has area 4), the convention of ``defectscope.data.detection.Box`` and of
+``(0, 0, 2, 2)`` has area 4), the convention of ``defectscope.data.boxes.dataset.Box`` and of
 pycocotools' IoU.
 
 >>> box_iou([[0, 0, 2, 2]], [[1, 0, 3, 2], [4, 4, 5, 5]]).round(4).tolist()

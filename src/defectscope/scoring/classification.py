@@ -18,7 +18,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from defectscope.types import GOOD, InspectionResult, Verdict
+from defectscope.values import GOOD, InspectionResult, Verdict
 
 
 def class_probabilities(logits: np.ndarray) -> np.ndarray:

@@ -26,7 +26,7 @@ import numpy as np
 
 from defectscope.errors import AlignmentError, DefectscopeError
 from defectscope.scoring.boxes import nms
-from defectscope.types import Detection, Failure, InspectionResult, Verdict
+from defectscope.values import Detection, Failure, InspectionResult, Verdict
 
 
 def best_confidence(detections: Sequence[Detection]) -> float:

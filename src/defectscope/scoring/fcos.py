@@ -31,7 +31,7 @@ import numpy as np
 
 from defectscope.errors import ConfigError
 from defectscope.scoring.boxes import nms
-from defectscope.types import Detection
+from defectscope.values import Detection
 
 TOPK_CANDIDATES = 1000  # torchvision FCOS's topk_candidates: points kept per level before NMS
 SIZE_DIVISIBLE = 32  # the batch is padded to a multiple of this (GeneralizedRCNNTransform's)

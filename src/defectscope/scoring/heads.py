@@ -42,7 +42,7 @@ from defectscope.scoring.segmentation import (
     segmentation_result,
 )
 from defectscope.tensor_meta import META_KEY, decode_meta
-from defectscope.types import Failure, InspectionResult, Verdict
+from defectscope.values import Failure, InspectionResult, Verdict
 
 # The network's input and output names (the ONNX file's, and the order a Forward returns).
 INPUT_NAME = "image"

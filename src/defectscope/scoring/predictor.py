@@ -18,7 +18,7 @@ import numpy as np
 
 from defectscope.errors import DefectscopeError
 from defectscope.scoring.heads import Forward, Head, Timings
-from defectscope.types import InspectionResult
+from defectscope.values import InspectionResult
 
 
 @dataclass(frozen=True)

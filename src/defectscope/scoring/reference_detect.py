@@ -31,7 +31,7 @@ from defectscope.scoring.reference_compare import (
 )
 from defectscope.scoring.classification import class_probabilities
 from defectscope.scoring.detection import box_detections
-from defectscope.types import Detection
+from defectscope.values import Detection
 
 GOLDEN_TEMPLATE_KEY = "golden_template"  # the product template in the bundle, when stored
 WINDOW_BATCH = 256  # windows per network call

@@ -24,7 +24,7 @@ from typing import Callable, Mapping, Sequence
 import cv2
 import numpy as np
 
-from defectscope.types import InspectionResult, Verdict
+from defectscope.values import InspectionResult, Verdict
 
 MIRRORS = ((), (-1,), (-2,), (-2, -1))  # identity, left-right, up-down, both (180 degrees)
 

@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from defectscope import __version__
-from defectscope.data.images import DEFAULT_MAX_PIXELS
+from defectscope.data.image_io import DEFAULT_MAX_PIXELS
 from defectscope.errors import ConfigError
 from defectscope.line.actions import Archive
 from defectscope.line.pipeline import Inspector
@@ -30,7 +30,7 @@ from defectscope.service.routes import router, upload_too_large
 from defectscope.service.studio import StudioConfig, install_studio
 from defectscope.store.archive import ImageArchive
 from defectscope.store.results import ResultStore, StoreError
-from defectscope.types import Verdict
+from defectscope.values import Verdict
 
 log = logging.getLogger(__name__)
 

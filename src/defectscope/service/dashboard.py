@@ -27,8 +27,8 @@ from fastapi.responses import FileResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
-from defectscope.data.images import load_image
-from defectscope.data.manifest import Manifest
+from defectscope.data.image_io import load_image
+from defectscope.data.images.manifest import Manifest
 from defectscope.errors import ConfigError, DataError, DefectscopeError
 from defectscope.monitor import (Costs, DriftThresholds, drift_report, ewma_chart,
                                  individuals_chart, ng_windows, p_chart, precision_recall,

@@ -31,14 +31,14 @@ from pydantic import BaseModel
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from defectscope.data.images import image_size, load_image
+from defectscope.data.image_io import image_size, load_image
 from defectscope.errors import ImageReadError
 from defectscope.line.actions import ArchivedPaths
 from defectscope.line.decision import evaluate
 from defectscope.line.sources import Frame, new_frame_id
 from defectscope.service.auth import require_read, require_token
 from defectscope.store.results import StoredResult
-from defectscope.types import Verdict
+from defectscope.values import Verdict
 
 if TYPE_CHECKING:
     from defectscope.service.app import ServiceContext

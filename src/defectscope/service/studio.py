@@ -29,18 +29,18 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import FileResponse
 from pydantic import BaseModel
 
-from defectscope.data.images import image_size, load_image
+from defectscope.data.image_io import image_size, load_image
 from defectscope.errors import ConfigError, DataError, DefectscopeError
 from defectscope.labelling.dataset import ItemScore, LabelDataset, LabelItem, open_label_dataset
 from defectscope.labelling.export import FORMATS, export_labels
 from defectscope.labelling.propose import propose
-from defectscope.review.export import ExportConfig
+from defectscope.review.dataset_version import ExportConfig
 from defectscope.review.labels import decode_mask, mask_png
 from defectscope.service.auth import require_read, require_token
 from defectscope.service.dashboard import STATIC, _decode_base64
 from defectscope.service.routes import MEDIA_TYPES
 from defectscope.store.labels import ImageLabel, LabelStore, boxes_from_json
-from defectscope.types import GOOD
+from defectscope.values import GOOD
 
 router = APIRouter()
 PROPOSAL_CACHE = 32  # proposals kept in memory (one inference each)

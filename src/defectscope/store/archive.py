@@ -19,7 +19,7 @@ import re
 import tempfile
 from pathlib import Path
 
-from defectscope.data.images import IMAGE_EXTENSIONS
+from defectscope.data.image_io import IMAGE_EXTENSIONS
 from defectscope.errors import ConfigError
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")

@@ -31,7 +31,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from defectscope.errors import ConfigError
 from defectscope.store.results import ResultStore, StoreError
-from defectscope.types import GOOD
+from defectscope.values import GOOD
 
 SOURCES = ("studio", "review")
 _SHA256 = re.compile(r"[0-9a-f]{64}")

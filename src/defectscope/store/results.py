@@ -39,7 +39,7 @@ from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, SQL
 
 from defectscope.errors import ConfigError, DefectscopeError
 from defectscope.store.locations import DEFAULT_DB_URL
-from defectscope.types import PartResult, Verdict
+from defectscope.values import PartResult, Verdict
 
 DEFAULT_URL = DEFAULT_DB_URL  # runs/line/results.db: the one default (store.locations)
 MAX_PART_ID = 128

@@ -27,7 +27,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from defectscope.errors import ConfigError
 from defectscope.store.labels import LabelStore
 from defectscope.store.results import ResultStore, StoredResult, StoreError, results_table
-from defectscope.types import GOOD
+from defectscope.values import GOOD
 
 _metadata = MetaData()
 labels_table = Table(

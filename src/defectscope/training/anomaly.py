@@ -27,9 +27,9 @@ import numpy as np
 from tqdm import tqdm
 
 from defectscope.bundle import Reference, save_bundle
-from defectscope.data.manifest import Manifest
-from defectscope.data.splits import hold_out, split_manifest
-from defectscope.data.images import load_mask
+from defectscope.data.images.manifest import Manifest
+from defectscope.data.images.splits import hold_out, split_manifest
+from defectscope.data.image_io import load_mask
 from defectscope.data.stream import Counted, load_verified, stream_images, until
 from defectscope.errors import ConfigError, DataError
 from defectscope.evaluation.thresholds import ThresholdCalibration, calibrate_threshold
@@ -37,7 +37,7 @@ from defectscope.models.registry import create_model
 from defectscope.tuning.search import (TuningResult, anomaly_metrics, candidates_for, check_mode,
                                        tune as run_tuning)
 from defectscope.tuning.synthetic import synthetic_defects
-from defectscope.types import GOOD
+from defectscope.values import GOOD
 
 if TYPE_CHECKING:
     from defectscope.distributed.training import ShardedFitConfig

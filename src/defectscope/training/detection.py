@@ -21,16 +21,16 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from defectscope.bundle import Reference, save_bundle
-from defectscope.data.detection import DetectionDataset, DetectionSample, load_pair
-from defectscope.data.detection_splits import split_detection
+from defectscope.data.boxes.dataset import DetectionDataset, DetectionSample, load_pair
+from defectscope.data.boxes.splits import split_detection
 from defectscope.errors import AlignmentError, ConfigError, DataError
 from defectscope.evaluation.detection import match_detections
 from defectscope.evaluation.detection_run import predict_samples
 from defectscope.evaluation.thresholds import calibrate_threshold
-from defectscope.models.detection_base import DetectionModel
+from defectscope.models.box_base import DetectionModel
 from defectscope.models.registry import create_model, model_class
 from defectscope.training.anomaly import N_REFERENCES
-from defectscope.types import Detection
+from defectscope.values import Detection
 
 N_CALIBRATION_FROM_TRAIN = 200  # training images used to calibrate when no val split may be
 

@@ -20,15 +20,15 @@ import numpy as np
 from tqdm import tqdm
 
 from defectscope.bundle import save_bundle
-from defectscope.data.images import load_mask
-from defectscope.data.image_set import ImageSet
-from defectscope.data.manifest import Manifest
-from defectscope.data.splits import split_manifest
+from defectscope.data.image_io import load_mask
+from defectscope.data.images.image_set import ImageSet
+from defectscope.data.images.manifest import Manifest
+from defectscope.data.images.splits import split_manifest
 from defectscope.data.stream import load_verified
 from defectscope.errors import DataError
 from defectscope.evaluation.thresholds import calibrate_threshold
 from defectscope.models.registry import create_model, model_class
-from defectscope.models.supervised import SupervisedModel
+from defectscope.models.supervised_base import SupervisedModel
 from defectscope.training.anomaly import _references
 
 

@@ -15,7 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
-from defectscope.data.synthesize import KINDS, synthesize_defect
+from defectscope.data.images.synthesize import KINDS, synthesize_defect
 from defectscope.errors import DataError
 
 STRENGTHS = (0.35, 0.6, 1.0)

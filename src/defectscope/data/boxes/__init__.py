@@ -1,0 +1,1 @@
+"""Boxes: detection datasets, their importers and exporters (COCO, YOLO, DeepPCB), splits."""

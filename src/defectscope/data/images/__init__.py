@@ -1,0 +1,1 @@
+"""Image-level labels and masks: manifests, importers, splits, summaries, synthetic defects."""
