@@ -2,11 +2,11 @@
 loop over the same images with the same runtime.
 
     OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS=1 PYTHONPATH=src:. \
-        python benchmarks/batch_scaling.py [--n 1000] [--model EXPORTED_MODEL_DIR]
+        python benchmarks/batch_scaling.py [--n 1000] [--model EXPORTED_MODEL_DIR] [--side 128]
 
-Images: Magnetic Tile's images from ../shared/data/magnetic-tile (cycled, resized to 128 px on
-the long side and each made unique by one pixel, so every image is its own part), or synthetic
-striped parts where the data set is absent. Without --model a tiny PatchCore is trained on
+Images: Magnetic Tile's images from ../shared/data/magnetic-tile (cycled, resized to ``--side``
+px on the long side, 0 for their own size, and each made unique by one pixel, so every image is
+its own part), or synthetic striped parts where the data set is absent. Without --model a tiny PatchCore is trained on
 synthetic parts and exported (torch is needed for that step only; the workers never import it).
 Checks: every image once, verdict equal to the plain loop's, score within the export's parity
 tolerance x threshold. Prints throughput of each and Ray's overhead against the plain loop.
@@ -28,7 +28,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def make_images(n: int, out: Path) -> tuple[list[str], str]:
+def make_images(n: int, out: Path, side: int = 128) -> tuple[list[str], str]:
     data = ROOT.parent / "shared" / "data" / "magnetic-tile"
     sources = sorted(data.glob("MT_*/Imgs/*.jpg")) if data.is_dir() else []
     out.mkdir(parents=True, exist_ok=True)
@@ -36,7 +36,8 @@ def make_images(n: int, out: Path) -> tuple[list[str], str]:
     for i in range(n):
         if sources:
             image = Image.open(sources[i % len(sources)]).convert("RGB")
-            image.thumbnail((128, 128))
+            if side:
+                image.thumbnail((side, side))
             array = np.array(image)
         else:
             rng = np.random.default_rng(i)
@@ -68,20 +69,23 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--model", help="an exported bundle (default: train a tiny PatchCore)")
+    parser.add_argument("--side", type=int, default=128,
+                        help="long side of the images in px (0: Magnetic Tile's own sizes)")
     args = parser.parse_args()
     from defectscope.distributed import BatchConfig, ClusterConfig, run_batch
     from defectscope.distributed.worker import load_runtime, score_paths
 
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = Path(args.model) if args.model else tiny_model(Path(tmp) / "model")
-        paths, source = make_images(args.n, Path(tmp) / "images")
+        paths, source = make_images(args.n, Path(tmp) / "images", args.side)
         model = load_runtime(model_dir, threads=1)
         model.predict(np.array(Image.open(paths[0]).convert("RGB")))  # warm-up
         start = time.perf_counter()
         plain = {row["path"]: row for row in score_paths([("m", model)], paths)}
         plain_s = time.perf_counter() - start
         print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-              f"Python {platform.python_version()}; images: {args.n} ({source}); model "
+              f"Python {platform.python_version()}; images: {args.n} ({source}, long side "
+              f"{args.side or 'native'}); model "
               f"{model_dir.name} ({model.name}); NOTE: the CPU is shared with other jobs")
         print(f"plain loop (1 process, 1 thread): {plain_s:.2f} s, {args.n / plain_s:.1f} img/s")
         limit = model.tolerance * model.threshold

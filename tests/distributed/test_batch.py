@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import signal
 import time
-from pathlib import Path
 
 import pytest
 
@@ -16,22 +15,10 @@ from defectscope.distributed.worker import load_runtime, score_paths
 from defectscope.errors import BundleError, ConfigError, DataError
 from defectscope.runtime.engine import DEFAULT_TOLERANCE
 
+from tests.distributed.helpers import busy_workers
+
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 CLUSTER = ClusterConfig(workers=2, threads=1)
-
-
-def _busy_workers() -> list[int]:
-    """Ray worker processes currently running a batch chunk (Ray titles them by task)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmdline = (entry / "cmdline").read_bytes()
-            except OSError:
-                continue
-            if cmdline.startswith(b"ray::_score_chunk"):
-                pids.append(int(entry.name))
-    return pids
 
 
 def test_rows_match_the_plain_runtime_and_parquet_has_each_image_once(exported_patchcore,
@@ -79,7 +66,7 @@ def test_a_worker_killed_mid_run_loses_nothing_and_duplicates_nothing(exported_p
     def kill_one_busy_worker(done: int, total: int) -> None:
         deadline = time.monotonic() + 10
         while not killed and done < total and time.monotonic() < deadline:
-            busy = _busy_workers()
+            busy = busy_workers("_score_chunk")
             if busy:
                 os.kill(busy[0], signal.SIGKILL)
                 killed.append(busy[0])

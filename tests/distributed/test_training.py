@@ -5,6 +5,9 @@ a bundle that loads, predicts and ranks like the one-machine fit, and ``train --
 from __future__ import annotations
 
 import json
+import os
+import signal
+import time
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +20,7 @@ from defectscope.errors import ConfigError, DataError
 from defectscope.models.registry import create_model
 
 from tests.conftest import FAST_OPTIONS, defective_part, good_part, save
+from tests.distributed.helpers import busy_workers
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 SHARDED = ShardedFitConfig(shards=3, cluster=ClusterConfig(workers=2, threads=1))
@@ -74,6 +78,33 @@ def test_sharded_padim_equals_the_one_machine_fit(goods):
         np.testing.assert_array_equal(sharded.preprocessor.arrays()[key], value)
     image = defective_part(901)[0]
     assert sharded.anomaly(image)[0] == pytest.approx(one.anomaly(image)[0], rel=1e-4)
+
+
+def test_a_worker_killed_mid_fit_has_its_shard_retried_and_the_fit_is_unchanged(goods):
+    """SIGKILL on a worker while it fits a shard: Ray retries that shard's task and the merged
+    PaDiM is still the one-machine fit (every image counted once: the sums say so)."""
+    killed: list[int] = []
+
+    def kill_a_busy_worker(message: str) -> None:
+        if not message.startswith("fitting"):  # the shards were just submitted
+            return
+        deadline = time.monotonic() + 60
+        while not killed and time.monotonic() < deadline:
+            busy = busy_workers("_fit_shard")
+            if busy:
+                os.kill(busy[0], signal.SIGKILL)
+                killed.append(busy[0])
+            else:
+                time.sleep(0.01)
+
+    one = create_model("padim", **FAST_OPTIONS).fit(_images(goods))
+    sharded = create_model("padim", **FAST_OPTIONS)
+    summary = fit_sharded(sharded, goods, SHARDED, log=kill_a_busy_worker)
+    assert killed, "no worker was found fitting a shard"
+    assert summary.images == 11 and sharded.n_train_images_ == 11
+    np.testing.assert_allclose(sharded.mean_.numpy(), one.mean_.numpy(), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(sharded.inverse_covariance_.numpy(),
+                               one.inverse_covariance_.numpy(), rtol=1e-4, atol=1e-5)
 
 
 def test_sharded_patchcore_bundle_loads_predicts_and_ranks_like_one_machine(goods, tmp_path):

@@ -251,12 +251,13 @@ class AnomalyModel(InspectionModel):
 
     def _set_extractor(self, extractor, source: WeightsSource) -> None:
         self.extractor_ = extractor.to(memory_format=torch.channels_last)
+        self.embedder_ = Embedder(self).eval()  # built once: predict must not rebuild it
         self.weights_source_ = source
 
     # -- inspection (the contract's predictor) -------------------------------------------------
     def network(self) -> nn.Module:
         """The backbone trunk and the patch embedding: image batch -> patch embeddings."""
-        return Embedder(self)
+        return self.embedder_
 
     def head(self) -> AnomalyHead:
         return AnomalyHead(self.preprocessor, self._scorer(), self.config.blur_sigma)

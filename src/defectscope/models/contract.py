@@ -36,7 +36,8 @@ def torch_forward(module: nn.Module, channels_last: bool = False) -> Forward:
     """``module`` as a numpy function (eval mode, no gradients): a float32 batch -> its outputs
     as a tuple of arrays, the form a head takes (like an ONNX Runtime session)."""
     def forward(batch: np.ndarray) -> tuple[np.ndarray, ...]:
-        module.eval()
+        if module.training:  # a training loop may have left it so (eval() costs ~0.4 ms)
+            module.eval()
         with torch.inference_mode():
             tensor = torch.from_numpy(np.ascontiguousarray(batch))
             if channels_last:
