@@ -15,7 +15,7 @@ from defectscope.distributed.worker import load_runtime, score_paths
 from defectscope.errors import BundleError, ConfigError, DataError
 from defectscope.runtime.engine import DEFAULT_TOLERANCE
 
-from tests.distributed.helpers import busy_workers
+from tests.processes import busy_workers
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 CLUSTER = ClusterConfig(workers=2, threads=1)

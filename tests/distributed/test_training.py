@@ -20,7 +20,7 @@ from defectscope.errors import ConfigError, DataError
 from defectscope.models.registry import create_model
 
 from tests.conftest import FAST_OPTIONS, defective_part, good_part, save
-from tests.distributed.helpers import busy_workers
+from tests.processes import busy_workers
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 SHARDED = ShardedFitConfig(shards=3, cluster=ClusterConfig(workers=2, threads=1))
