@@ -3,7 +3,7 @@ loop over the same images with the same runtime.
 
     OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS=1 PYTHONPATH=src:. \
         python benchmarks/batch_scaling.py [--n 1000] [--model EXPORTED_MODEL_DIR] [--side 128]
-        [--chunk-size 64]
+        [--chunk-size 16]
 
 Images: Magnetic Tile's images from ../shared/data/magnetic-tile (cycled, resized to ``--side``
 px on the long side, 0 for their own size, and each made unique by one pixel, so every image is
@@ -70,7 +70,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--model", help="an exported bundle (default: train a tiny PatchCore)")
-    parser.add_argument("--chunk-size", type=int, default=64, help="images per Ray task")
+    parser.add_argument("--chunk-size", type=int, default=16, help="images per Ray task")
     parser.add_argument("--side", type=int, default=128,
                         help="long side of the images in px (0: Magnetic Tile's own sizes)")
     args = parser.parse_args()

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from defectscope.errors import BundleError
+from defectscope.errors import BundleError, ConfigError
 from defectscope.line.pipeline import BundleInspector, Inspector
 from defectscope.line.runner import load_inspector
 from defectscope.runtime import SUPPORTED_MODELS, ParityError, RuntimeInspector, RuntimeModel
@@ -150,3 +150,15 @@ def test_runtime_loads_and_inspects_without_importing_torch(exported, exported_s
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+def test_threads_reach_the_session_it_scores_with(exported):
+    pinned = RuntimeModel.load(exported["padim"], threads=1)
+    assert pinned.session.get_session_options().intra_op_num_threads == 1
+    image = defective_part(5)[0]
+    assert pinned.predict(image).score == pytest.approx(
+        RuntimeModel.load(exported["padim"]).predict(image).score, rel=1e-5)
+    with pytest.raises(AttributeError):
+        pinned.session = None  # read-only: the predictor is built on it
+    with pytest.raises(ConfigError, match="threads"):
+        RuntimeModel.load(exported["padim"], threads=0)

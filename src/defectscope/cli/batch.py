@@ -32,8 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", metavar="results.parquet", help="Parquet file to write")
     parser.add_argument("--backend", default="onnxruntime", choices=("onnxruntime",),
                         help="runtime on the workers")
-    parser.add_argument("--chunk-size", type=int, default=64, metavar="K",
-                        help="images per Ray task (default 64)")
+    parser.add_argument("--chunk-size", type=int, default=16, metavar="K",
+                        help="images per Ray task (default 16)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(handler=run_batch_command)

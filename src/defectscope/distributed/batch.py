@@ -39,9 +39,7 @@ class BatchConfig:
     out: str | None = None
     db: str | None = None
     backend: str = "onnxruntime"
-    # 64 over 16: fewer round trips per image (benchmarks/results/batch-scaling.log: 2 vs 1
-    # worker x1.72 mean of 3 runs at 64, x1.64 of 2 at 16); a retried chunk redoes <= 64 images
-    chunk_size: int = 64
+    chunk_size: int = 16
     max_retries: int = 3
     progress: bool = True
 

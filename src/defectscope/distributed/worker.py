@@ -1,7 +1,7 @@
 """What a Ray worker does, as plain functions (the benchmark's single-process loop runs the same).
 
-``load_runtime`` verifies a bundle (``RuntimeModel.load``: hashes and reference scores) and pins
-its threads; ``score_paths`` gives one row per (image, model) with the fields of
+``load_runtime`` verifies a bundle (``RuntimeModel.load``: hashes and reference scores) on a set
+number of threads; ``score_paths`` gives one row per (image, model) with the fields of
 ``predict --json`` plus the idempotent ``part_id``. Never imports torch.
 """
 
@@ -14,7 +14,7 @@ from typing import Any, Sequence
 from defectscope.data.hashing import sha256_file
 from defectscope.data.image_io import load_image
 from defectscope.errors import DefectscopeError
-from defectscope.runtime.engine import ONNX_DIR, ONNX_FILE, RuntimeModel
+from defectscope.runtime.engine import RuntimeModel
 from defectscope.values import Verdict
 
 
@@ -24,19 +24,11 @@ def part_id(image_sha256: str, model_version: str) -> str:
     return f"{image_sha256}:{model_version}"
 
 
-def pin_threads(model: RuntimeModel, threads: int) -> RuntimeModel:
-    """Rebuild the model's onnxruntime session with ``threads`` intra-op threads (onnxruntime
-    ignores ``OMP_NUM_THREADS``; its default of one thread per core oversubscribes a node that
-    runs one worker per core). Same graph and provider, so the same scores."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    model.session = ort.InferenceSession(str(model.model_dir / ONNX_DIR / ONNX_FILE), options,
-                                         providers=["CPUExecutionProvider"])
+def load_runtime(model_dir: str | Path, threads: int = 1) -> RuntimeModel:
+    """The verified runtime of an exported bundle on ``threads`` threads: the backend's session
+    (onnxruntime ignores ``OMP_NUM_THREADS``; its default of one thread per core oversubscribes a
+    node that runs one worker per core) and faiss's search."""
+    model = RuntimeModel.load(model_dir, threads=threads)
     try:
         import faiss
 
@@ -44,11 +36,6 @@ def pin_threads(model: RuntimeModel, threads: int) -> RuntimeModel:
     except ImportError:  # pragma: no cover - faiss is a core dependency
         pass
     return model
-
-
-def load_runtime(model_dir: str | Path, threads: int = 1) -> RuntimeModel:
-    """The verified runtime of an exported bundle, pinned to ``threads``."""
-    return pin_threads(RuntimeModel.load(model_dir), threads)
 
 
 def score_paths(models: Sequence[tuple[str, RuntimeModel]], paths: Sequence[str]

@@ -41,8 +41,10 @@ def check_backend(backend: str) -> str:
     return backend
 
 
-def make_session(onnx_path: Path, provider: str = "cpu"):
-    """An onnxruntime session: all graph optimisations, onnxruntime's default thread count.
+def make_session(onnx_path: Path, provider: str = "cpu", threads: int | None = None):
+    """An onnxruntime session: all graph optimisations, ``threads`` intra-op threads (None:
+    onnxruntime's default of one per core; it ignores ``OMP_NUM_THREADS``, so a node running
+    one worker per core must say so).
 
     ``provider="openvino"`` uses OpenVINO's execution provider (``onnxruntime-openvino``) in FP32;
     its CPU default of bf16 moves scores, which the parity check would then refuse.
@@ -56,6 +58,9 @@ def make_session(onnx_path: Path, provider: str = "cpu"):
     # onnxruntime's worker threads spin after each run by default; on a small CPU they then
     # compete with faiss's search threads that follow, which doubled PatchCore's scoring time.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if threads is not None:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
     providers: list[Any] = ["CPUExecutionProvider"]
     if provider == "openvino":
         if "OpenVINOExecutionProvider" not in ort.get_available_providers():
@@ -96,12 +101,14 @@ class OpenVINOSession:
             return [np.array(results[output]) for output in outputs]
 
 
-def make_openvino_session(model_path: Path) -> OpenVINOSession:
+def make_openvino_session(model_path: Path, threads: int | None = None) -> OpenVINOSession:
     """``model_path`` (an IR ``.xml`` or an ONNX file) compiled for the CPU in FP32, tuned for
-    latency (batch 1 on the line)."""
+    latency (batch 1 on the line), on ``threads`` threads (None: OpenVINO's choice)."""
     ov = _openvino()
-    compiled = ov.Core().compile_model(str(model_path), "CPU", {
-        "INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"})
+    config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
+    if threads is not None:
+        config["INFERENCE_NUM_THREADS"] = threads
+    compiled = ov.Core().compile_model(str(model_path), "CPU", config)
     return OpenVINOSession(compiled)
 
 
@@ -112,8 +119,12 @@ def convert_to_ir(onnx_path: Path, xml_path: Path) -> Path:
     return xml_path
 
 
-def make_backend(model_path: str | Path, backend: str = "onnxruntime", provider: str = "cpu"):
-    """The session running ``model_path`` on ``backend`` (``provider``: onnxruntime's only)."""
+def make_backend(model_path: str | Path, backend: str = "onnxruntime", provider: str = "cpu",
+                 threads: int | None = None):
+    """The session running ``model_path`` on ``backend`` (``provider``: onnxruntime's only),
+    on ``threads`` threads (None: the library's default)."""
+    if threads is not None and threads < 1:
+        raise ConfigError(f"threads must be >= 1, not {threads}")
     if check_backend(backend) == "openvino":
-        return make_openvino_session(Path(model_path))
-    return make_session(Path(model_path), provider)
+        return make_openvino_session(Path(model_path), threads)
+    return make_session(Path(model_path), provider, threads)

@@ -80,7 +80,7 @@ class RuntimeModel:
         self.info = info
         self.name: str = info["model"]["name"]
         self.config: dict[str, Any] = dict(info["model"]["config"])
-        self.session = session
+        self._session = session
         self.backend = backend  # what runs the network
         self.preprocessor = preprocessor
         self.head = head
@@ -93,18 +93,24 @@ class RuntimeModel:
         self.predictor = Predictor(self.name, head, self.forward, self.threshold,
                                    self.unsure_band)
 
+    @property
+    def session(self):
+        """The backend's session (read-only: the forward and the predictor are built on it; load
+        another model, e.g. with other ``threads``, to change it)."""
+        return self._session
+
     @classmethod
     def from_onnx(cls, model_dir: str | os.PathLike[str], onnx_path: str | os.PathLike[str],
                   tolerance: float = DEFAULT_TOLERANCE, provider: str = "cpu",
                   preprocess: dict[str, Any] | None = None,
-                  backend: str = "onnxruntime") -> "RuntimeModel":
+                  backend: str = "onnxruntime", threads: int | None = None) -> "RuntimeModel":
         """Bundle + an exported network, unchecked against ``export.json`` (what ``export``
         builds on): ``onnx_path`` is the ONNX file, or for ``backend="openvino"`` the IR's
         ``.xml`` (an ONNX file works there too).
 
         ``preprocess`` is the preprocessing the torch model used (``export.json`` records it, so
         defaults that changed since an old bundle was written cannot creep in); by default
-        ``bundle.json``'s.
+        ``bundle.json``'s. ``threads``: the backend's threads (None: its default).
         """
         check_backend(backend)
         model_dir = Path(model_dir)
@@ -126,17 +132,19 @@ class RuntimeModel:
             head = kind.from_bundle(name, info["model"]["config"], rest, preprocessor)
         except BundleError as error:
             raise BundleError(f"{model_dir}: {error}") from None
-        session = make_backend(Path(onnx_path), backend, provider)
+        session = make_backend(Path(onnx_path), backend, provider, threads)
         return cls(model_dir, info, session, preprocessor, head, tolerance, backend)
 
     @classmethod
     def load(cls, model_dir: str | os.PathLike[str], onnx_dir: str | os.PathLike[str] | None = None,
-             provider: str = "cpu", backend: str = "onnxruntime") -> "RuntimeModel":
+             provider: str = "cpu", backend: str = "onnxruntime",
+             threads: int | None = None) -> "RuntimeModel":
         """Check the bundle, the export and the reference scores; refuse to start on any mismatch.
 
         ``backend`` (``BACKENDS``) runs the network: ``onnxruntime`` on ``model.onnx``, or
         ``openvino`` on the IR that ``export --format openvino`` wrote beside it (its files'
-        hashes and the reference scores are checked the same way).
+        hashes and the reference scores are checked the same way). ``threads``: the backend's
+        threads (None: its default of one per core).
         """
         check_backend(backend)
         model_dir = Path(model_dir)
@@ -155,7 +163,7 @@ class RuntimeModel:
         network = onnx_path if backend == "onnxruntime" else checked_ir(model_dir, onnx_dir,
                                                                         export)
         model = cls.from_onnx(model_dir, network, float(export.get("tolerance", DEFAULT_TOLERANCE)),
-                              provider, export.get("preprocess"), backend)
+                              provider, export.get("preprocess"), backend, threads)
         if export.get("bundle_tensors_sha256") != model.info["files"][TENSORS]:
             raise BundleError(f"{onnx_dir}: exported from another version of the model; "
                               "export it again")
