@@ -158,3 +158,19 @@ def test_max_minutes_bounds_network_training_through_its_config():
                                       "y", "--max-minutes", "-1"])
     with pytest.raises(Exception, match="--max-minutes must be > 0"):
         model_options(args)
+
+
+def test_train_defects_folder_weighs_in_calibration(tiny_mvtec, tmp_path, capsys):
+    from tests.conftest import defective_part, save
+
+    for i in range(3):
+        save(tmp_path / "defects" / "blob" / f"{i}.png", defective_part(9100 + i)[0])
+    out = tmp_path / "model"
+    assert main(["train", "--data", str(tiny_mvtec), "--format", "mvtec", "--model", "padim",
+                 "--out", str(out), "--defects", str(tmp_path / "defects"), *FAST]) == 0
+    bundle = json.loads((out / "bundle.json").read_text())
+    assert bundle["calibration"]["n_defect"] == 3
+    assert main(["train", "--data", str(tiny_mvtec), "--format", "mvtec", "--model",
+                 "classifier", "--out", str(tmp_path / "c"), "--defects",
+                 str(tmp_path / "defects"), *FAST]) == 2
+    assert "--defects is for the anomaly models" in capsys.readouterr().err

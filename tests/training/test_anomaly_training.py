@@ -89,3 +89,39 @@ def test_a_bad_time_limit_is_refused(tiny_mvtec, tmp_path):
     with pytest.raises(DataError, match="max_seconds"):
         train_anomaly(manifest, "padim", tmp_path / "m", options=FAST_OPTIONS, progress=False,
                       max_seconds=0)
+
+
+def test_real_defects_from_elsewhere_weigh_in_tuning_and_calibration(tiny_mvtec, tmp_path):
+    from defectscope.data.images.importers import import_defects
+
+    folder = tmp_path / "defects"
+    for i in range(4):
+        image, mask = defective_part(500 + i)
+        save(folder / f"d{i}.png", image)
+        save(folder / f"d{i}_mask.png", (mask * 255).astype("uint8"))
+    defects = import_defects(folder).manifest
+    assert len(defects.samples) == 4 and all(s.mask_path for s in defects.samples)
+    manifest = import_mvtec(tiny_mvtec).manifest
+    result = train_anomaly(manifest, "padim", tmp_path / "m", options=FAST_OPTIONS,
+                           progress=False, defects=defects)
+    val = result.manifest.select(split="val")
+    added = [s for s in val if not s.is_good]
+    assert len(added) == 4 and all(s.path.startswith(str(folder)) for s in added)
+    assert [s for s in val if s.is_good]  # the held-back goods are still made
+    assert result.calibration.n_defect == 4 and result.calibration.rule == "recall"
+    assert not result.manifest.select(split="train", good=False)
+    assert result.model.n_train_images_ == len(result.manifest.select(split="train"))
+
+
+def test_defects_already_in_the_dataset_are_refused(tiny_mvtec, tmp_path):
+    from defectscope.data.images.importers import import_defects
+
+    manifest = import_mvtec(tiny_mvtec).manifest
+    test_defect = next(s for s in manifest.samples if not s.is_good)
+    folder = tmp_path / "defects"
+    folder.mkdir()
+    (folder / "again.png").write_bytes(manifest.path_of(test_defect).read_bytes())
+    with pytest.raises(DefectscopeError, match="already in the dataset"):
+        train_anomaly(manifest, "padim", tmp_path / "m", options=FAST_OPTIONS, progress=False,
+                      defects=import_defects(folder).manifest)
+    assert not (tmp_path / "m").exists()

@@ -68,6 +68,10 @@ def _add_train(subparsers) -> None:
                         help="anomaly models: auto (default) compares a few candidate settings "
                         "(input resolution, neighbourhood, tiling) on synthetic defects in "
                         "held-back good images and keeps the best; off uses the options as given")
+    parser.add_argument("--defects", metavar="DIR",
+                        help="anomaly models: a folder of real defect images (one sub-folder per "
+                        "type, or loose; masks beside them) added to validation, so they weigh "
+                        "in tuning and calibration; never fitted on")
     parser.add_argument("--tune-budget", type=float, default=150.0, metavar="SECONDS",
                         help="time for comparing candidates (default 150; the final fit comes "
                         "on top); a candidate that would pass it is skipped and the best so far "
@@ -202,6 +206,9 @@ def run_train(args: argparse.Namespace) -> int:
         raise ConfigError(f"--address/--shards fit patchcore or padim in shards; {args.model} "
                           "trains on one machine")
     if is_detection(args.model):
+        if args.defects:
+            raise ConfigError(f"--defects is for the anomaly models; {args.model} learns from "
+                              "the labelled boxes in its dataset")
         if args.near_duplicates:
             raise ConfigError("--near-duplicates groups image-label datasets; a detection "
                               "dataset's split is made by `defectscope data split` on its groups")
@@ -209,6 +216,14 @@ def run_train(args: argparse.Namespace) -> int:
     if args.template:
         raise ConfigError(f"--template is for the reference model; {args.model} does not compare "
                           "parts with a template")
+    if args.defects and is_supervised(args.model):
+        raise ConfigError(f"--defects is for the anomaly models; {args.model} learns from the "
+                          "labelled defects in its dataset")
+    defects = None
+    if args.defects:
+        from defectscope.data.images.importers import import_defects
+
+        defects = import_defects(args.defects).manifest
     manifest, imported, _ = load_dataset(args)
     if imported is not None and (imported.skipped or imported.warnings):
         print(format_summary(manifest, imported.skipped, imported.warnings), file=sys.stderr)
@@ -221,7 +236,7 @@ def run_train(args: argparse.Namespace) -> int:
         threshold_rule=args.threshold_rule, threshold_target=args.threshold_target,
         val_fraction=args.val_fraction, seed=args.seed, overwrite=args.overwrite,
         progress=not args.quiet, tune=args.tune, tune_budget=args.tune_budget, sharded=sharded,
-        max_seconds=60.0 * args.max_minutes if args.max_minutes else None,
+        defects=defects, max_seconds=60.0 * args.max_minutes if args.max_minutes else None,
         log=lambda message: print(message, file=sys.stderr))
     print(format_summary(result.manifest))
     if result.tuning is not None:

@@ -18,6 +18,8 @@ splits gets a seeded, stratified, group-aware 70/15/15 split, recorded in the bu
 
 from __future__ import annotations
 
+import dataclasses
+
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,6 +138,27 @@ def _tune(model_name, options, manifest, train, val_goods, synthetic, real, budg
     return result
 
 
+def with_validation_defects(manifest: Manifest, defects: Manifest) -> Manifest:
+    """``manifest`` plus ``defects``' samples (defect images only) in its validation split,
+    their paths absolute where they lie outside its root. An image already in ``manifest`` (same
+    content) is refused: it would be calibrated on and tested on, or trained on."""
+    good = [s.path for s in defects.samples if s.is_good]
+    if good:
+        raise DataError(f"{defects.root}: the defect images must all be defects; "
+                        f"{len(good)} are labelled good (e.g. {good[0]})")
+    known = {s.sha256: s.path for s in manifest.samples}
+    repeated = [(s.path, known[s.sha256]) for s in defects.samples if s.sha256 in known]
+    if repeated:
+        extra, there = repeated[0]
+        raise DataError(f"{len(repeated)} defect image(s) are already in the dataset (e.g. "
+                        f"{extra} is {there}); give defects that are not in it")
+    added = [dataclasses.replace(
+        s, path=str(defects.path_of(s)), split="val",
+        mask_path=None if s.mask_path is None else str(defects.mask_path_of(s)))
+        for s in defects.samples]
+    return manifest.with_samples(manifest.samples + tuple(added))
+
+
 def train_anomaly(
     manifest: Manifest,
     model_name: str,
@@ -152,6 +175,7 @@ def train_anomaly(
     tune_budget: float = DEFAULT_TUNE_BUDGET,
     max_seconds: float | None = None,
     sharded: "ShardedFitConfig | None" = None,
+    defects: Manifest | None = None,
     log: Callable[[str], None] = lambda message: None,
 ) -> TrainResult:
     """Tune (see the module docstring), fit on good train images, calibrate on val, write the
@@ -161,7 +185,8 @@ def train_anomaly(
     training images when it is spent (fitting on those read so far, which the log and the
     bundle's ``n_train_images`` say; a sharded fit reads all of them). ``sharded``: the final fit
     runs in shards on Ray (``defectscope.distributed.training``; PatchCore and PaDiM), the bundle
-    is the same."""
+    is the same. ``defects``: real defect images from elsewhere (``import_defects``), added to the
+    validation split after it is made: they weigh in tuning and calibration, never in the fit."""
     options = dict(options or {})
     model = create_model(model_name, **options)  # bad names fail before any work
     if sharded is not None:
@@ -179,6 +204,10 @@ def train_anomaly(
         tune_budget = min(tune_budget, 0.5 * max_seconds)
     deadline = None if max_seconds is None else time.perf_counter() + max_seconds
     manifest, messages = prepare_splits(manifest, val_fraction, seed)
+    if defects is not None:
+        manifest = with_validation_defects(manifest, defects)
+        messages = messages + [f"{len(defects.samples)} defect images from {defects.root} added "
+                               "to validation (tuning and calibration only)"]
     for message in messages:
         log(message)
     train = manifest.select(split="train", good=True)

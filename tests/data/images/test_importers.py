@@ -313,3 +313,34 @@ def test_import_dataset_dispatch(mvtec_root, folder_root):
         import_dataset(folder_root, "coco")
     with pytest.raises(ConfigError, match="group_pattern"):
         import_dataset(mvtec_root, "mvtec", group_pattern="x")
+
+
+def test_import_defects_takes_type_folders_or_loose_images_all_in_val(tmp_path, image_writer,
+                                                                     mask_writer):
+    from defectscope.data.images.importers import import_defects
+
+    typed = tmp_path / "typed"
+    image_writer(typed / "scratch" / "a.png")
+    image_writer(typed / "dent" / "b.png")
+    result = import_defects(typed)
+    assert sorted(s.label for s in result.manifest.samples) == ["dent", "scratch"]
+    assert {s.split for s in result.manifest.samples} == {"val"}
+    loose = tmp_path / "loose"
+    image_writer(loose / "c.jpg")
+    mask_writer(loose / "c.png")
+    (loose / "readme.txt").write_text("not an image")
+    result = import_defects(loose)
+    [sample] = result.manifest.samples
+    assert (sample.label, sample.mask_path, sample.split) == ("defect", "c.png", "val")
+    assert [s.path for s in result.skipped] == ["readme.txt"]
+
+
+def test_import_defects_refuses_good_images_and_a_missing_folder(tmp_path, image_writer):
+    from defectscope.data.images.importers import import_defects
+
+    image_writer(tmp_path / "mixed" / "good" / "a.png")
+    image_writer(tmp_path / "mixed" / "scratch" / "b.png")
+    with pytest.raises(DataError, match="defect images only"):
+        import_defects(tmp_path / "mixed")
+    with pytest.raises(DataError):
+        import_defects(tmp_path / "missing")

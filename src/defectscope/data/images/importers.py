@@ -13,6 +13,8 @@ with one error listing all of them, unless ``on_bad="skip"`` (CLI ``--skip-bad``
 
 from __future__ import annotations
 
+import dataclasses
+
 import inspect
 import os
 import re
@@ -194,6 +196,40 @@ def import_folder(
         "on_bad": on_bad,
     }
     return build_result(base, plan, on_bad, source={"importer": "folder", "options": options})
+
+
+def import_defects(root: str | os.PathLike[str], *, on_bad: str = "error") -> ImportResult:
+    """A folder of real defect images (``train --defects DIR``): an anomaly model never learns
+    from them, but they weigh in when its settings are tuned and its threshold calibrated.
+
+    One sub-folder per defect type (labels as ``import_folder`` names them, none of them good),
+    or the images directly in the folder (all of type ``defect``). Masks are found by the
+    ``auto`` rule of ``import_folder`` (``x.png`` / ``x_mask.png`` beside ``x.jpg``, or
+    ``masks/x.png``). Every sample has split ``val``.
+    """
+    base = check_root(root)
+    loose = [f for f in base.iterdir() if f.is_file() and is_image_file(f)]
+    if not loose:
+        result = import_folder(base, good_names=(), on_bad=on_bad)
+        good = [s.path for s in result.manifest.samples if s.is_good]
+        if good:
+            raise DataError(f"{base}: a defects folder holds defect images only, but "
+                            f"{listing(good)} are labelled good; leave them out")
+    else:
+        plan = Plan()
+        files = {f for f in walk_files(base) if is_image_file(f)}
+        mask_of, named_masks = _auto_masks(files)
+        masks = set(mask_of.values()) | named_masks
+        for image in sorted(files - masks):
+            plan.candidates.append(Candidate(image, "defect", None, mask_of.get(image), None))
+        for file in walk_files(base):
+            if not is_image_file(file):
+                plan.skipped.append(Skipped(relative_name(file, base), "not an image"))
+        _skip_orphan_masks(plan, sorted(masks - set(mask_of.values())), base)
+        result = build_result(base, plan, on_bad, source={"importer": "defects"})
+    manifest = result.manifest
+    samples = [dataclasses.replace(s, split="val") for s in manifest.samples]
+    return dataclasses.replace(result, manifest=manifest.with_samples(samples))
 
 
 def _labels_for(
