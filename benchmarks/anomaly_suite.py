@@ -76,18 +76,39 @@ def peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: kilobytes
 
 
+def hold_out_defects(manifest, fraction: float, seed: int = 0):
+    """(manifest without a seeded ``fraction`` of its test defects, those defects as a manifest
+    of their own): what ``train --defects`` is given, kept out of the test figures."""
+    import numpy as np
+
+    pool = sorted((s for s in manifest.samples if s.split == "test" and not s.is_good),
+                  key=lambda s: s.path)
+    n = int(round(fraction * len(pool)))
+    chosen = {pool[i].path for i in np.random.default_rng(seed).choice(len(pool), n,
+                                                                       replace=False)}
+    return (manifest.with_samples([s for s in manifest.samples if s.path not in chosen]),
+            manifest.with_samples([s for s in manifest.samples if s.path in chosen]))
+
+
 def run_one(name: str, root: Path, model: str, options: dict, subsample: int,
-            tune: str = "auto", threshold_rule: str = "auto") -> dict:
-    """Train, reload and test one model on one dataset in this process."""
+            tune: str = "auto", threshold_rule: str = "auto", hold_out: float = 0.0,
+            use_defects: bool = False) -> dict:
+    """Train, reload and test one model on one dataset in this process. ``hold_out``: that
+    share of the test defects leaves the test split; with ``use_defects`` training gets them
+    (``train --defects``)."""
     from defectscope.bundle import load_bundle
     from defectscope.evaluation.run import evaluate_bundle
     from defectscope.training.anomaly import train_anomaly
 
     manifest = load_manifest(name, root, subsample)
+    defects = None
+    if hold_out > 0:
+        manifest, defects = hold_out_defects(manifest, hold_out)
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
         result = train_anomaly(manifest, model, Path(tmp) / "model", options=options,
-                               progress=False, tune=tune, threshold_rule=threshold_rule)
+                               progress=False, tune=tune, threshold_rule=threshold_rule,
+                               defects=defects if use_defects else None)
         fit_seconds = time.perf_counter() - started
         bundle = load_bundle(Path(tmp) / "model")
         report, _ = evaluate_bundle(bundle, result.manifest, "test", progress=False)
@@ -101,6 +122,7 @@ def run_one(name: str, root: Path, model: str, options: dict, subsample: int,
         "fit_seconds": round(fit_seconds, 1), "ms_per_image": report["ms_per_image_median"],
         "peak_mb": round(peak_mb()), "n_train": result.model.n_train_images_,
         "n_test": report.get("n_images"), "chosen": (tuning or {}).get("chosen"),
+        "defects_given": len(defects.samples) if use_defects and defects is not None else 0,
         "candidates": [{k: row.get(k) for k in ("candidate", "image_auroc", "pixel_auroc",
                                                  "seconds", "skipped") if row.get(k) is not None}
                        for row in (tuning or {}).get("candidates", [])],
@@ -143,13 +165,18 @@ def main(argv=None) -> int:
                         help="e.g. good_quantile for the rule before synthetic defects")
     parser.add_argument("--subsample", type=int, default=1, help="every N-th image (quick checks)")
     parser.add_argument("--json", type=Path, help="write the rows here")
+    parser.add_argument("--hold-out-defects", type=float, default=0.0, metavar="F",
+                        help="take a seeded share F of the test defects out of the test split")
+    parser.add_argument("--use-defects", action="store_true",
+                        help="and give them to training as train --defects DIR does")
     parser.add_argument("--one", nargs=3, metavar=("NAME", "ROOT", "MODEL"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     options = json.loads(args.options)
     if args.one:
         name, root, model = args.one
         print(json.dumps(run_one(name, Path(root), model, options, args.subsample, args.tune,
-                                args.threshold_rule)))
+                                args.threshold_rule, args.hold_out_defects,
+                                args.use_defects)))
         return 0
 
     datasets = {name: shared_data() / name for name in args.datasets}
@@ -169,7 +196,9 @@ def main(argv=None) -> int:
         for model in args.models:
             command = [sys.executable, __file__, "--one", name, str(root), model,
                        "--options", args.options, "--subsample", str(args.subsample),
-                       "--tune", args.tune, "--threshold-rule", args.threshold_rule]
+                       "--tune", args.tune, "--threshold-rule", args.threshold_rule,
+                       "--hold-out-defects", str(args.hold_out_defects)]
+            command += ["--use-defects"] if args.use_defects else []
             done = subprocess.run(command, capture_output=True, text=True)
             if done.returncode != 0:
                 tail = done.stderr.strip().splitlines()[-1:] or ["?"]

@@ -1,8 +1,11 @@
 """How much labelling work the model-assisted proposals save, on real masks.
 
-On each dataset PatchCore (the project's defaults) is trained on good images only, its threshold
-calibrated on held-out good images (the project's ``auto`` rule, which without defects is the
-1% false-reject quantile). Then for each defective image, against its true mask:
+On each dataset an anomaly model is trained on good images only, as ``defectscope train`` does
+(``--model``, default patchcore; ``--tune auto``, the default, lets the workflow choose its
+settings from synthetic defects and calibrate the threshold on the held-out goods and those
+defects; ``--tune off`` is the plain model at its defaults with the ``auto`` threshold rule on
+the held-out goods, the figures before this option existed). Then for each defective image,
+against its true mask:
 
 - ``baseline``: the anomaly map thresholded at the model's threshold;
 - ``refined``: ``labelling.propose`` (GrabCut seeded from the map);
@@ -15,7 +18,8 @@ the true mask) with a proposed box of IoU >= 0.3, and how many proposals a perso
 without an edit (mask IoU >= 0.5).
 
     OMP_NUM_THREADS=1 PYTHONPATH=src .venv/bin/python benchmarks/label_assist.py \
-        [--data PATH] [--max-train 150] [--max-defects 60] [--cache DIR]
+        [--data PATH] [--max-train 150] [--max-defects 60] [--cache DIR] \
+        [--model patchcore|padim] [--tune auto|off]
 
 ``--cache DIR`` keeps each dataset's maps and threshold (``.npz``) so the proposal step can be
 re-run without the model.
@@ -74,29 +78,52 @@ def mvtec(root: Path, max_train: int, max_defects: int):
 DATASETS = {"magnetic-tile": magnetic_tile, "bsdata": mvtec, "battery-weld": mvtec}
 
 
+def trained_model(name: str, train, val, args):
+    """(fitted model, its threshold): ``train_anomaly`` on a manifest of the good images
+    (``--tune auto``), or the plain model with the ``auto`` rule on the goods (``--tune off``)."""
+    import tempfile
+
+    from defectscope.data.hashing import sha256_file
+    from defectscope.data.image_io import load_image
+    from defectscope.data.images.manifest import Manifest
+    from defectscope.values import GOOD, Sample
+
+    if args.tune == "off":
+        from defectscope.evaluation.thresholds import calibrate_threshold
+        from defectscope.models.registry import create_model
+
+        model = create_model(args.model)
+        model.fit(load_image(p) for p in train)
+        scores = [model.anomaly(load_image(p))[0] for p in val]
+        return model, calibrate_threshold(scores, [False] * len(scores), rule="auto").threshold
+    from defectscope.training.anomaly import train_anomaly
+
+    samples = [Sample(str(p), GOOD, sha256_file(p), split=split)
+               for split, paths in (("train", train), ("val", val)) for p in paths]
+    manifest = Manifest(Path(os.path.commonpath([str(p) for p in train + val])), samples, name)
+    with tempfile.TemporaryDirectory() as tmp:
+        result = train_anomaly(manifest, args.model, Path(tmp) / "model", progress=False,
+                               tune="auto")
+    return result.model, float(result.model.threshold)
+
+
 def model_maps(name: str, root: Path, args, cache: Path | None):
     """(threshold, [(image, true mask bool, anomaly map)]) for the dataset's defects."""
     from defectscope.data.image_io import load_image, load_mask
 
-    target = cache / f"{name}.npz" if cache else None
+    target = cache / f"{name}-{args.model}-{args.tune}.npz" if cache else None
     train, val, defects = DATASETS[name](root, args.max_train, args.max_defects)
     if target is not None and target.exists():
         saved = np.load(target, allow_pickle=False)
         threshold = float(saved["threshold"])
         maps = [saved[f"map{i}"].astype(np.float32) for i in range(len(defects))]
     else:
-        from defectscope.evaluation.thresholds import calibrate_threshold
-        from defectscope.models.registry import create_model
-
         started = time.perf_counter()
-        model = create_model("patchcore")
-        model.fit(load_image(p) for p in train)
-        scores = [model.anomaly(load_image(p))[0] for p in val]
-        threshold = calibrate_threshold(scores, [False] * len(scores), rule="auto").threshold
+        model, threshold = trained_model(name, train, val, args)
         maps = [model.anomaly(load_image(p))[1].astype(np.float32) for p, _ in defects]
-        print(f"{name}: fit on {len(train)} good, threshold from {len(val)} good, "
-              f"{len(defects)} defect maps in {time.perf_counter() - started:.0f} s",
-              file=sys.stderr)
+        print(f"{name}: {args.model} (tune {args.tune}) fit on {len(train)} good, threshold from "
+              f"{len(val)} good, {len(defects)} defect maps in "
+              f"{time.perf_counter() - started:.0f} s", file=sys.stderr)
         if target is not None:
             target.parent.mkdir(parents=True, exist_ok=True)
             np.savez(target, threshold=threshold,
@@ -169,6 +196,8 @@ def main(argv=None) -> int:
     parser.add_argument("--max-train", type=int, default=150)
     parser.add_argument("--max-defects", type=int, default=60)
     parser.add_argument("--cache", type=Path)
+    parser.add_argument("--model", default="patchcore", choices=("patchcore", "padim"))
+    parser.add_argument("--tune", default="auto", choices=("auto", "off"))
     args = parser.parse_args(argv)
     print(f"{'dataset':14} {'proposal':9} {'mean IoU':>8} {'box IoU>=.3':>11} "
           f"{'accepted (IoU>=.5)':>18}")

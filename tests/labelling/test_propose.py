@@ -25,18 +25,28 @@ def iou(a, b):
     return np.logical_and(a, b).sum() / np.logical_or(a, b).sum()
 
 
-def test_refines_a_blurry_map_to_the_outline(part):
+def test_grows_an_under_reaching_map_to_the_outline(part):
+    """The map crosses the threshold inside the defect only (as on the real datasets: the
+    benchmark's maps mostly under-reach): the cut grows the region to the disc's edge."""
     image, truth, evidence = part
-    proposal = propose(image, evidence, threshold=0.2)
+    proposal = propose(image, evidence, threshold=0.9)
     assert isinstance(proposal, Proposal)
     assert proposal.mask.shape == truth.shape and proposal.mask.dtype == np.uint8
     assert set(np.unique(proposal.mask)) <= {0, 255}
-    assert iou(proposal.mask > 0, truth) > iou(baseline_mask(evidence, 0.2) > 0, truth)
+    assert iou(proposal.mask > 0, truth) > iou(baseline_mask(evidence, 0.9) > 0, truth) + 0.2
     assert iou(proposal.mask > 0, truth) > 0.7
     (box,) = proposal.boxes
     assert 0 <= box.confidence <= 1
     x1, y1, x2, y2 = box.box
     assert x1 <= 62 and x2 >= 78 and y1 <= 32 and y2 >= 48
+
+
+def test_evidence_above_the_threshold_is_always_kept(part):
+    """No good image reached the calibrated threshold, so the cut never drops such a pixel
+    (a map that over-reaches at a low threshold is then kept whole)."""
+    image, truth, evidence = part
+    proposal = propose(image, evidence, threshold=0.2)
+    assert (proposal.mask[evidence >= 0.2] == 255).all()
 
 
 def test_map_under_threshold_proposes_nothing_unless_forced_or_clicked(part):
