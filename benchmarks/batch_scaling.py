@@ -7,8 +7,11 @@ loop over the same images with the same runtime.
 
 Images: Magnetic Tile's images from ../shared/data/magnetic-tile (cycled, resized to ``--side``
 px on the long side, 0 for their own size, and each made unique by one pixel, so every image is
-its own part), or synthetic striped parts where the data set is absent. Without --model a tiny PatchCore is trained on
-synthetic parts and exported (torch is needed for that step only; the workers never import it).
+its own part), or synthetic striped parts where the data set is absent. Without --model: where
+Magnetic Tile is present, PaDiM at its defaults is fitted on its first 100 good images and
+exported (the realistic case: the work per image of a real model on real images); else a tiny
+PatchCore on synthetic parts (torch is needed for that step only; the workers never import it).
+``--side`` defaults to the images' own size where Magnetic Tile is present, else 128.
 Checks: every image once, verdict equal to the plain loop's, score within the export's parity
 tolerance x threshold. Prints throughput of each and Ray's overhead against the plain loop.
 """
@@ -53,6 +56,27 @@ def make_images(n: int, out: Path, side: int = 128) -> tuple[list[str], str]:
     return paths, ("magnetic-tile" if sources else "synthetic")
 
 
+def realistic_model(out: Path) -> Path | None:
+    """PaDiM (project defaults) on the first 100 Magnetic Tile goods, threshold at the highest
+    score of 10 more, exported; None without the data set."""
+    goods = sorted((ROOT.parent / "shared" / "data" / "magnetic-tile" / "MT_Free" / "Imgs")
+                   .glob("*.jpg"))
+    if len(goods) < 110:
+        return None
+    from defectscope.bundle import Reference, save_bundle
+    from defectscope.data.image_io import load_image
+    from defectscope.export import export_onnx
+    from defectscope.models import create_model
+
+    model = create_model("padim").fit(load_image(p) for p in goods[:100])
+    held = [(p, model.anomaly(load_image(p))[0]) for p in goods[100:110]]
+    model.set_threshold(max(score for _, score in held), {"rule": "benchmark: max of 10 goods"})
+    save_bundle(model, out / "padim", references=[Reference(load_image(p), score, p.name)
+                                                  for p, score in held[:4]])
+    export_onnx(out / "padim")
+    return out / "padim"
+
+
 def tiny_model(out: Path) -> Path:
     sys.path.insert(0, str(ROOT))
     from defectscope.data.images.importers import import_mvtec
@@ -71,14 +95,18 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--model", help="an exported bundle (default: train a tiny PatchCore)")
     parser.add_argument("--chunk-size", type=int, default=16, help="images per Ray task")
-    parser.add_argument("--side", type=int, default=128,
-                        help="long side of the images in px (0: Magnetic Tile's own sizes)")
+    parser.add_argument("--side", type=int, default=None,
+                        help="long side of the images in px (0: Magnetic Tile's own sizes; "
+                        "default: 0 with the realistic model, 128 with the tiny one)")
     args = parser.parse_args()
     from defectscope.distributed import BatchConfig, ClusterConfig, run_batch
     from defectscope.distributed.worker import load_runtime, score_paths
 
     with tempfile.TemporaryDirectory() as tmp:
-        model_dir = Path(args.model) if args.model else tiny_model(Path(tmp) / "model")
+        model_dir = Path(args.model) if args.model else (
+            realistic_model(Path(tmp) / "model") or tiny_model(Path(tmp) / "model"))
+        if args.side is None:
+            args.side = 0 if model_dir.name == "padim" and not args.model else 128
         paths, source = make_images(args.n, Path(tmp) / "images", args.side)
         model = load_runtime(model_dir, threads=1)
         model.predict(np.array(Image.open(paths[0]).convert("RGB")))  # warm-up

@@ -83,6 +83,14 @@ def test_label_three_images_and_export_in_chromium(studio_service):
             saves(2)
             assert page.locator("#image-label").inner_text() == "dent"
             page.screenshot(path=str(ARTIFACTS / "label-painted.png"), full_page=True)
+            # a click inside the defect guides a new proposal (tool [c]); nothing saved by it
+            page.keyboard.press("c")
+            page.mouse.click(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.5)
+            page.wait_for_function("document.getElementById('stage').dataset.guided === '1'",
+                                   timeout=15000)
+            assert "from your click" in page.locator("#status").inner_text()
+            assert page.evaluate("document.body.dataset.saves") == "2"
+            page.keyboard.press("p")
 
             # 2: next unlabelled is the plain part: good
             page.keyboard.press("n")

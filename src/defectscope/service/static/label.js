@@ -227,6 +227,23 @@ function setLabel(name) {
   save();
 }
 
+/* A click inside the defect guides the model's proposal (GrabCut seeded from the click); the
+   new proposal replaces the shown one, to accept [a] or correct. Nothing is saved by it. */
+async function guideProposal(x, y) {
+  const sha = current;
+  status("proposing from your click…");
+  try {
+    const proposed = await api(`/api/label/images/${sha}/proposal?x=${x.toFixed(1)}&y=${y.toFixed(1)}`);
+    if (current !== sha) return;
+    proposal = { boxes: proposed.boxes, maskUrl: proposed.mask_png };
+    await drawBinary(proposalCanvas, proposed.mask_png, PROPOSAL_RGB, false);
+    $("stage").dataset.guided = String(Number($("stage").dataset.guided || 0) + 1);
+    status(proposed.empty ? "no region found from that click" : `proposal from your click: ${proposed.boxes.length} region(s); accept [a] or correct`);
+  } catch (error) {
+    status(error.message, true);
+  }
+}
+
 async function acceptProposal() {
   if (!current || !proposal) return;
   snapshot();
@@ -294,6 +311,8 @@ boxCanvas.addEventListener("pointerdown", event => {
     ctx.beginPath(); ctx.arc(x, y, ctx.lineWidth / 2, 0, 2 * Math.PI); ctx.fill();
     ctx.beginPath(); ctx.moveTo(x, y);
     drag = { kind: "stroke" };
+  } else if (tool === "guide") {
+    guideProposal(x, y);
   } else if (tool === "box") {
     drag = { kind: "box", x0: x, y0: y, draft: null };
   } else if (tool === "move") {
@@ -354,6 +373,7 @@ document.addEventListener("keydown", event => {
   else if (key === "e") setTool("erase");
   else if (key === "b") setTool("box");
   else if (key === "m") setTool("move");
+  else if (key === "c") setTool("guide");
   else return;
   event.preventDefault();
 });
