@@ -18,3 +18,20 @@ def busy_workers(task: str) -> list[int]:
             if cmdline.startswith(title):
                 pids.append(int(entry.name))
     return pids
+
+
+def kill_a_busy_worker(task: str, seconds: float, poll: float = 0.005) -> int | None:
+    """SIGKILL the first Ray worker seen running ``task`` within ``seconds``; its pid, or None
+    when none was busy in that time."""
+    import os
+    import signal
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        busy = busy_workers(task)
+        if busy:
+            os.kill(busy[0], signal.SIGKILL)
+            return busy[0]
+        time.sleep(poll)
+    return None

@@ -3,10 +3,6 @@ a killed worker's chunk retried, two models compared, clear errors."""
 
 from __future__ import annotations
 
-import os
-import signal
-import time
-
 import pytest
 
 from defectscope.distributed import BatchConfig, ClusterConfig, run_batch
@@ -15,7 +11,7 @@ from defectscope.distributed.worker import load_runtime, score_paths
 from defectscope.errors import BundleError, ConfigError, DataError
 from defectscope.runtime.engine import DEFAULT_TOLERANCE
 
-from tests.processes import busy_workers
+from tests.processes import kill_a_busy_worker
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 CLUSTER = ClusterConfig(workers=2, threads=1)
@@ -64,14 +60,10 @@ def test_a_worker_killed_mid_run_loses_nothing_and_duplicates_nothing(exported_p
     killed: list[int] = []
 
     def kill_one_busy_worker(done: int, total: int) -> None:
-        deadline = time.monotonic() + 10
-        while not killed and done < total and time.monotonic() < deadline:
-            busy = busy_workers("_score_chunk")
-            if busy:
-                os.kill(busy[0], signal.SIGKILL)
-                killed.append(busy[0])
-            else:
-                time.sleep(0.005)
+        if not killed and done < total:
+            pid = kill_a_busy_worker("_score_chunk", seconds=10)
+            if pid is not None:
+                killed.append(pid)
 
     summary = run_batch(BatchConfig(models=(str(exported_patchcore),), inputs=(str(archive),),
                                     cluster=CLUSTER, chunk_size=2, progress=False),

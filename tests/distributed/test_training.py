@@ -5,9 +5,6 @@ a bundle that loads, predicts and ranks like the one-machine fit, and ``train --
 from __future__ import annotations
 
 import json
-import os
-import signal
-import time
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +17,7 @@ from defectscope.errors import ConfigError, DataError
 from defectscope.models.registry import create_model
 
 from tests.conftest import FAST_OPTIONS, defective_part, good_part, save
-from tests.processes import busy_workers
+from tests.processes import kill_a_busy_worker
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 SHARDED = ShardedFitConfig(shards=3, cluster=ClusterConfig(workers=2, threads=1))
@@ -85,21 +82,15 @@ def test_a_worker_killed_mid_fit_has_its_shard_retried_and_the_fit_is_unchanged(
     PaDiM is still the one-machine fit (every image counted once: the sums say so)."""
     killed: list[int] = []
 
-    def kill_a_busy_worker(message: str) -> None:
-        if not message.startswith("fitting"):  # the shards were just submitted
-            return
-        deadline = time.monotonic() + 60
-        while not killed and time.monotonic() < deadline:
-            busy = busy_workers("_fit_shard")
-            if busy:
-                os.kill(busy[0], signal.SIGKILL)
-                killed.append(busy[0])
-            else:
-                time.sleep(0.01)
+    def kill_one(message: str) -> None:
+        if message.startswith("fitting") and not killed:  # the shards were just submitted
+            pid = kill_a_busy_worker("_fit_shard", seconds=60)
+            if pid is not None:
+                killed.append(pid)
 
     one = create_model("padim", **FAST_OPTIONS).fit(_images(goods))
     sharded = create_model("padim", **FAST_OPTIONS)
-    summary = fit_sharded(sharded, goods, SHARDED, log=kill_a_busy_worker)
+    summary = fit_sharded(sharded, goods, SHARDED, log=kill_one)
     assert killed, "no worker was found fitting a shard"
     assert summary.images == 11 and sharded.n_train_images_ == 11
     np.testing.assert_allclose(sharded.mean_.numpy(), one.mean_.numpy(), rtol=1e-6, atol=1e-6)
