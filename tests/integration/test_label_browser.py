@@ -89,6 +89,15 @@ def test_label_three_images_and_export_in_chromium(studio_service):
             page.wait_for_function("document.getElementById('stage').dataset.guided === '1'",
                                    timeout=15000)
             assert "from your click" in page.locator("#status").inner_text()
+            # ... or a rough box dragged around it
+            page.mouse.move(box["x"] + box["width"] * 0.2, box["y"] + box["height"] * 0.2)
+            page.mouse.down()
+            page.mouse.move(box["x"] + box["width"] * 0.8, box["y"] + box["height"] * 0.8,
+                            steps=5)
+            page.mouse.up()
+            page.wait_for_function("document.getElementById('stage').dataset.guided === '2'",
+                                   timeout=15000)
+            assert "inside your box" in page.locator("#status").inner_text()
             assert page.evaluate("document.body.dataset.saves") == "2"
             page.keyboard.press("p")
 

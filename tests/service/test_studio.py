@@ -130,6 +130,25 @@ def test_proposal_finds_the_square_and_a_label_survives_a_restart(studio):
     assert again.get(f"/api/label/images/{sha}").json() == {"label": None}
 
 
+def test_a_click_or_a_rough_box_guides_the_proposal(studio):
+    start, files, _ = studio
+    client = start()
+    sha = sha256_file(files[1])
+    truth = np.zeros(SIZE, bool)
+    truth[10:22, 12:24] = True
+    clicked = decoded(client.get(f"/api/label/images/{sha}/proposal",
+                                 params={"x": 17, "y": 15}).json()["mask_png"])
+    boxed = decoded(client.get(f"/api/label/images/{sha}/proposal",
+                               params={"box": "8,6,28,26"}).json()["mask_png"])
+    for mask in (clicked, boxed):
+        assert (mask & truth).sum() / (mask | truth).sum() > 0.5
+    assert not boxed[:, 30:].any() and not boxed[30:, :].any()  # nothing outside the box
+    for params, message in (({"box": "1,2,3"}, "x1,y1,x2,y2"), ({"x": 3}, "both x and y"),
+                            ({"box": "5,5,5,9"}, "empty")):
+        reply = client.get(f"/api/label/images/{sha}/proposal", params=params)
+        assert reply.status_code == 422 and message in reply.text
+
+
 @pytest.mark.parametrize("body, message", [
     ({"label": "crack"}, "not 'good' or one of the defect types"),
     ({"label": "good", "mask_png": "PAINTED"}, "has no mask"),

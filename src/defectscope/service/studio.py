@@ -158,14 +158,15 @@ def _data_url(png: bytes) -> str:
 
 @router.get("/api/label/images/{sha256}/proposal", dependencies=[Depends(require_read)])
 def proposal(request: Request, sha256: str, x: float | None = Query(None),
-             y: float | None = Query(None)) -> dict[str, Any]:
+             y: float | None = Query(None), box: str | None = Query(None)) -> dict[str, Any]:
     """The model's proposed mask (a 0/255 PNG data URL) and boxes; ``x``/``y``: a click inside
-    the defect to guide it."""
+    the defect to guide it; ``box``: ``x1,y1,x2,y2``, a rough box around it."""
     ctx, state = _state(request)
     item = _item(state, sha256)
     if (x is None) != (y is None):
         raise HTTPException(422, "a click needs both x and y")
-    key = (sha256, x, y)
+    boxes = [] if box is None else [_rough_box(box)]
+    key = (sha256, x, y, box)
     with state.lock:
         cached = state.proposals.get(key)
     if cached is not None:
@@ -173,7 +174,8 @@ def proposal(request: Request, sha256: str, x: float | None = Query(None),
     try:
         image, result = _inspect(ctx, item)
         points = [] if x is None else [(float(x), float(y))]
-        found = propose(image, result.anomaly_map, float(ctx.inspector.threshold), points=points)
+        found = propose(image, result.anomaly_map, float(ctx.inspector.threshold), points=points,
+                        boxes=boxes)
     except ConfigError as error:
         raise HTTPException(422, str(error)) from None
     except DataError as error:
@@ -187,6 +189,15 @@ def proposal(request: Request, sha256: str, x: float | None = Query(None),
         while len(state.proposals) > PROPOSAL_CACHE:
             state.proposals.popitem(last=False)
     return body
+
+
+def _rough_box(text: str) -> tuple[float, float, float, float]:
+    """``x1,y1,x2,y2`` (pixels) as four floats; anything else is a 422 saying so."""
+    try:
+        x1, y1, x2, y2 = (float(v) for v in text.split(","))
+    except ValueError:
+        raise HTTPException(422, f"box must be x1,y1,x2,y2 in pixels, not {text[:40]!r}") from None
+    return x1, y1, x2, y2
 
 
 def _label_json(ctx, label: ImageLabel | None) -> dict[str, Any]:

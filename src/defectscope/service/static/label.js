@@ -227,18 +227,21 @@ function setLabel(name) {
   save();
 }
 
-/* A click inside the defect guides the model's proposal (GrabCut seeded from the click); the
-   new proposal replaces the shown one, to accept [a] or correct. Nothing is saved by it. */
-async function guideProposal(x, y) {
+/* A click inside the defect, or a rough box dragged around it, guides the model's proposal
+   (GrabCut seeded from it); the new proposal replaces the shown one, to accept [a] or correct.
+   Nothing is saved by it. */
+async function guideProposal(x, y, box = null) {
   const sha = current;
-  status("proposing from your click…");
+  status(box ? "proposing inside your box…" : "proposing from your click…");
+  const query = box ? `box=${box.map(v => v.toFixed(1)).join(",")}` : `x=${x.toFixed(1)}&y=${y.toFixed(1)}`;
   try {
-    const proposed = await api(`/api/label/images/${sha}/proposal?x=${x.toFixed(1)}&y=${y.toFixed(1)}`);
+    const proposed = await api(`/api/label/images/${sha}/proposal?${query}`);
     if (current !== sha) return;
     proposal = { boxes: proposed.boxes, maskUrl: proposed.mask_png };
     await drawBinary(proposalCanvas, proposed.mask_png, PROPOSAL_RGB, false);
     $("stage").dataset.guided = String(Number($("stage").dataset.guided || 0) + 1);
-    status(proposed.empty ? "no region found from that click" : `proposal from your click: ${proposed.boxes.length} region(s); accept [a] or correct`);
+    const from = box ? "inside your box" : "from your click";
+    status(proposed.empty ? `no region found ${from}` : `proposal ${from}: ${proposed.boxes.length} region(s); accept [a] or correct`);
   } catch (error) {
     status(error.message, true);
   }
@@ -312,7 +315,7 @@ boxCanvas.addEventListener("pointerdown", event => {
     ctx.beginPath(); ctx.moveTo(x, y);
     drag = { kind: "stroke" };
   } else if (tool === "guide") {
-    guideProposal(x, y);
+    drag = { kind: "guide", x0: x, y0: y, draft: null };
   } else if (tool === "box") {
     drag = { kind: "box", x0: x, y0: y, draft: null };
   } else if (tool === "move") {
@@ -328,7 +331,7 @@ boxCanvas.addEventListener("pointermove", event => {
   if (drag.kind === "stroke") {
     const ctx = maskCanvas.getContext("2d");
     ctx.lineTo(x, y); ctx.stroke(); ctx.beginPath(); ctx.moveTo(x, y);
-  } else if (drag.kind === "box") {
+  } else if (drag.kind === "box" || drag.kind === "guide") {
     drag.draft = { box: [Math.min(drag.x0, x), Math.min(drag.y0, y), Math.max(drag.x0, x), Math.max(drag.y0, y)] };
     drawBoxes(drag.draft);
   } else if (drag.kind === "move") {
@@ -344,6 +347,13 @@ boxCanvas.addEventListener("pointerup", () => {
   const done = drag;
   drag = null;
   if (!done) return;
+  if (done.kind === "guide") {  // a click, or a rough box around the defect
+    drawBoxes();
+    const b = done.draft && done.draft.box;
+    if (b && b[2] - b[0] >= 4 && b[3] - b[1] >= 4) guideProposal(null, null, b);
+    else guideProposal(done.x0, done.y0);
+    return;
+  }
   maskCanvas.getContext("2d").globalCompositeOperation = "source-over";
   if (done.kind === "box") {
     const b = done.draft;
