@@ -162,3 +162,13 @@ def test_threads_reach_the_session_it_scores_with(exported):
         pinned.session = None  # read-only: the predictor is built on it
     with pytest.raises(ConfigError, match="threads"):
         RuntimeModel.load(exported["padim"], threads=0)
+
+
+def test_the_predictor_decides_at_the_current_threshold(exported):
+    model = RuntimeModel.load(exported["padim"])
+    image = defective_part(6)[0]
+    score = model.predict(image).score
+    model.threshold = score * 2  # e.g. a line that tightens or loosens it after load
+    assert model.predict(image).verdict is Verdict.OK
+    model.threshold = score / 2
+    assert model.predict(image).verdict is Verdict.NG

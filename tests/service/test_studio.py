@@ -143,7 +143,8 @@ def test_a_click_or_a_rough_box_guides_the_proposal(studio):
     for mask in (clicked, boxed):
         assert (mask & truth).sum() / (mask | truth).sum() > 0.5
     assert not boxed[:, 30:].any() and not boxed[30:, :].any()  # nothing outside the box
-    for params, message in (({"box": "1,2,3"}, "x1,y1,x2,y2"), ({"x": 3}, "both x and y"),
+    for params, message in (({"box": "1,2,3"}, "x1,y1,x2,y2"), ({"box": "0,0,inf,9"}, "x1,y1"),
+                            ({"box": "nan,0,9,9"}, "x1,y1"), ({"x": 3}, "both x and y"),
                             ({"box": "5,5,5,9"}, "empty")):
         reply = client.get(f"/api/label/images/{sha}/proposal", params=params)
         assert reply.status_code == 422 and message in reply.text

@@ -90,8 +90,11 @@ class RuntimeModel:
         self.tolerance = tolerance
         self.model_version: str = info["files"][TENSORS][:12]
         self.dataset_version: str | None = (info.get("dataset") or {}).get("version_id")
-        self.predictor = Predictor(self.name, head, self.forward, self.threshold,
-                                   self.unsure_band)
+
+    @property
+    def predictor(self) -> Predictor:
+        """The head over this backend's forward, deciding at the current threshold and band."""
+        return Predictor(self.name, self.head, self.forward, self.threshold, self.unsure_band)
 
     @property
     def session(self):

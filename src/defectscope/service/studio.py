@@ -196,7 +196,9 @@ def _rough_box(text: str) -> tuple[float, float, float, float]:
     try:
         x1, y1, x2, y2 = (float(v) for v in text.split(","))
     except ValueError:
-        raise HTTPException(422, f"box must be x1,y1,x2,y2 in pixels, not {text[:40]!r}") from None
+        x1 = y1 = x2 = y2 = float("nan")
+    if not all(np.isfinite(v) for v in (x1, y1, x2, y2)):
+        raise HTTPException(422, f"box must be x1,y1,x2,y2 in pixels, not {text[:40]!r}")
     return x1, y1, x2, y2
 
 
