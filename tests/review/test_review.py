@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from defectscope.data.hashing import sha256_file
 from defectscope.data.images.importers import import_mvtec
 from defectscope.data.images.manifest import Manifest
 from defectscope.errors import ConfigError, DataError
@@ -99,3 +101,48 @@ def test_export_makes_a_new_version_and_never_touches_the_old(world, tiny_mvtec,
     assert latest_manifest(out, base).version_id == manifest.version_id
     with pytest.raises(DataError, match="nothing to export"):
         export_version(manifest, reviews, archive, out)
+
+
+def test_export_takes_the_shared_label_store_so_a_studio_correction_wins(world, tmp_path):
+    """Review and studio write one store: a part reviewed as a crack with a box and later
+    repainted in the studio as a dent exports as the dent with the painted mask; a part reviewed
+    NG and relabelled good in the studio exports as good, without a mask."""
+    reviews, archive, ids = world
+    submit_review(reviews, archive, ids[2], "NG", "crack", box=[5, 6, 15, 26])
+    submit_review(reviews, archive, ids[3], "NG", "crack", box=[5, 6, 15, 26])
+    submit_review(reviews, archive, ids[0], "OK")
+    by_id = {result_id: reviews.results.get(result_id) for result_id in ids}
+    corrected = {}
+    for result_id in (ids[2], ids[3]):
+        image = archive.resolve(by_id[result_id].image_path)
+        corrected[result_id] = reviews.image_labels.get(sha256_file(image))
+        assert corrected[result_id].source == "review"  # the review wrote the shared record
+    painted = np.zeros((72, 88), bool)
+    painted[40:50, 60:70] = True
+    dent = corrected[ids[2]]
+    reviews.image_labels.save(dataclasses.replace(
+        dent, label="dent", boxes=(), source="studio",
+        mask_path=str(archive.put(encode(painted.astype(np.uint8) * 255), ".png"))))
+    good = corrected[ids[3]]
+    reviews.image_labels.save(dataclasses.replace(good, label="good", boxes=(), source="studio"))
+    result = export_version(None, reviews, archive, tmp_path / "datasets")
+    by_sha = {s.sha256: s for s in result.added}
+    assert by_sha[dent.sha256].label == "dent"
+    exported = np.asarray(Image.open(result.manifest.mask_path_of(by_sha[dent.sha256]))) > 0
+    assert np.array_equal(exported, painted)
+    assert by_sha[good.sha256].label == "good" and by_sha[good.sha256].mask_path is None
+    assert result.manifest.source["review"]["defect_types"] == ["dent"]
+    # the review table still records what the operator confirmed
+    assert reviews.get(ids[2]).label == "crack"
+
+
+def test_export_falls_back_to_the_review_row_without_a_shared_record(world, tmp_path):
+    reviews, archive, ids = world
+    submit_review(reviews, archive, ids[2], "NG", "crack", box=[5, 6, 15, 26])
+    for label in reviews.image_labels.all():
+        reviews.image_labels.delete(label.sha256)
+    result = export_version(None, reviews, archive, tmp_path / "datasets")
+    (sample,) = result.added
+    assert sample.label == "crack"
+    mask = np.asarray(Image.open(result.manifest.mask_path_of(sample))) > 0
+    assert mask[6:26, 5:15].all() and mask.sum() == 20 * 10

@@ -34,7 +34,6 @@ import numpy as np
 from defectscope.data.boxes.coco import export_coco
 from defectscope.data.boxes.dataset import Box, DetectionDataset, DetectionSample
 from defectscope.data.boxes.exports import prepare_out_dir
-from defectscope.data.image_io import load_mask
 from defectscope.data.images.manifest import Manifest
 from defectscope.data.boxes.yolo import export_yolo
 from defectscope.errors import ConfigError, DataError
@@ -42,6 +41,7 @@ from defectscope.review.dataset_version import (ExportConfig, absolute_samples, 
                                        write_file)
 from defectscope.review.labels import mask_png
 from defectscope.store.archive import ImageArchive
+from defectscope.store.label_masks import label_mask
 from defectscope.store.labels import ImageLabel
 from defectscope.values import GOOD, Sample
 
@@ -69,24 +69,6 @@ def _image(label: ImageLabel) -> Path:
         raise DataError(f"image {label.sha256[:12]}: its file {path} is gone; put it back or "
                         "remove the label")
     return path
-
-
-def label_mask(label: ImageLabel, archive: ImageArchive) -> np.ndarray | None:
-    """The label's mask (bool, H x W): its archived mask, else its boxes filled, else None."""
-    shape = (label.height, label.width)
-    if label.mask_path:
-        stored = archive.resolve(label.mask_path)
-        if stored is None:
-            raise DataError(f"image {label.sha256[:12]}: its mask {label.mask_path} is missing "
-                            "from the archive")
-        return load_mask(stored, shape)
-    if label.boxes:
-        mask = np.zeros(shape, bool)
-        for box in label.boxes:
-            x1, y1, x2, y2 = box.box
-            mask[int(y1):int(np.ceil(y2)), int(x1):int(np.ceil(x2))] = True
-        return mask
-    return None
 
 
 def label_boxes(label: ImageLabel, archive: ImageArchive) -> tuple[Box, ...]:

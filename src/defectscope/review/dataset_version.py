@@ -13,6 +13,13 @@ learn from good parts only); good parts go to train or test by a seeded hash of 
 so the candidate learns from new good parts while the regression gate still sees unseen ones.
 A box without a mask is written as a filled rectangle mask.
 
+One label store: what is exported for a reviewed part is its image's record in the label store
+(``store.labels``, keyed by content hash), so a correction made later in the labelling studio
+(another defect type, a painted mask, or "good") is what the new version gets. The review table
+only says which parts were confirmed and which are already exported; a part whose image has no
+record there (its studio label was deleted, or a database from before the shared store) is
+exported as the review recorded it.
+
 >>> result = export_version(base, reviews, archive, "datasets")      # doctest: +SKIP
 >>> result.manifest.parent_version == base.version_id                # doctest: +SKIP
 True
@@ -29,14 +36,15 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
 
 from defectscope.data.hashing import sha256_file
+from defectscope.data.image_io import image_size
 from defectscope.data.images.manifest import Manifest
 from defectscope.errors import ConfigError, DataError
 from defectscope.review.labels import mask_png
 from defectscope.store.archive import ImageArchive
+from defectscope.store.label_masks import label_mask
+from defectscope.store.labels import ImageLabel, LabelBox
 from defectscope.store.reviews import ReviewLabel, ReviewStore
 from defectscope.values import GOOD, Sample
 
@@ -135,11 +143,11 @@ def export_version(base: Manifest | None, reviews: ReviewStore, archive: ImageAr
             skipped.append(f"result {label.result_id}: same image already in the dataset")
             continue
         known.add(sha)
+        record = reviews.image_labels.get(sha) or _as_image_label(label, image, sha)
         target = place_file(image, out_root / "images" / sha[:2] / f"{sha}{image.suffix.lower()}")
-        mask_file, mask_sha = _mask_for(label, archive, image, out_root / "masks" / sha[:2],
-                                         sha)
-        added.append(Sample(str(target), label.label, sha, mask_file, mask_sha,
-                            group=label.part_id or None, split=split_for(label.label, sha, config)))
+        mask_file, mask_sha = _write_mask(record, archive, out_root / "masks" / sha[:2])
+        added.append(Sample(str(target), record.label, sha, mask_file, mask_sha,
+                            group=label.part_id or None, split=split_for(record.label, sha, config)))
         taken.append(label.id or 0)
     if not added:
         reasons = "; ".join(skipped) or "no reviewed part waits for export"
@@ -169,25 +177,21 @@ def export_version(base: Manifest | None, reviews: ReviewStore, archive: ImageAr
     return ExportResult(manifest, target, tuple(manifest.samples[-len(added):]), tuple(skipped))
 
 
-def _mask_for(label: ReviewLabel, archive: ImageArchive, image: Path, folder: Path, sha: str
-              ) -> tuple[str | None, str | None]:
-    data = None
-    if label.mask_path:
-        stored = archive.resolve(label.mask_path)
-        if stored is None:
-            raise DataError(f"result {label.result_id}: its mask {label.mask_path} is missing "
-                            "from the archive")
-        data = stored.read_bytes()
-    elif label.box is not None:
-        with Image.open(image) as opened:
-            width, height = opened.size
-        mask = np.zeros((height, width), bool)
-        x1, y1, x2, y2 = label.box
-        mask[int(y1):int(np.ceil(y2)), int(x1):int(np.ceil(x2))] = True
-        data = mask_png(mask)
-    if data is None:
+def _as_image_label(label: ReviewLabel, image: Path, sha: str) -> ImageLabel:
+    """The review row as a label-store record (for a part the shared store has no record of)."""
+    height, width = image_size(image)
+    boxes = () if label.box is None else (LabelBox(label.box, label.label),)
+    return ImageLabel(sha, label.label, str(image), width, height, mask_path=label.mask_path,
+                      boxes=boxes, source="review", labeller=label.reviewer)
+
+
+def _write_mask(record: ImageLabel, archive: ImageArchive, folder: Path
+                ) -> tuple[str | None, str | None]:
+    mask = label_mask(record, archive) if record.is_defect else None
+    if mask is None:
         return None, None
-    target = write_file(folder / f"{sha}.png", data)
+    data = mask_png(mask)
+    target = write_file(folder / f"{record.sha256}.png", data)
     return str(target), hashlib.sha256(data).hexdigest()
 
 
