@@ -4,8 +4,12 @@ Each run is what a user does: ``train_anomaly`` (the same workflow as ``defectsc
 self-tuning and threshold calibration included, never reading a test image), then the bundle is
 loaded back and the test split scored (``evaluate_bundle``, as ``defectscope test``). Printed per
 dataset and model: image AUROC, pixel AUROC, AUPRO, F1-max, recall / false-reject rate / F1 at
-the calibrated threshold, fit seconds (tuning included), ms per image (batch 1) and peak memory,
-then the mean over datasets. Each run is a fresh subprocess, so its peak memory is its own.
+the calibrated threshold, the UNSURE band, the share of test parts it sends to a person
+(``unsure_share``) and the share of the threshold's errors among them (``errors_unsure``), fit
+seconds (tuning included), ms per image (batch 1), peak memory at the end of the fit
+(``fit_peak_mb``) and of the whole run (``peak_mb``: the test maps are held for the pixel
+metrics), then the mean over datasets. Each run is a fresh subprocess, so its peak memory is its
+own.
 
 Datasets (skipped when absent): ``magnetic-tile`` (folder layout; the first 70% of the good
 images sorted by name train, the rest and every defect test, as Anomalib's anchor figures were
@@ -44,7 +48,8 @@ ANCHORS = {
     "battery-weld": {"padim": (0.929, 0.874), "patchcore": (0.978, 0.850)},
 }
 COLUMNS = ("image_auroc", "pixel_auroc", "aupro", "f1_max", "recall", "false_reject_rate",
-           "f1", "fit_seconds", "ms_per_image", "peak_mb")
+           "f1", "unsure_band", "unsure_share", "errors_unsure", "fit_seconds", "ms_per_image",
+           "fit_peak_mb", "peak_mb")
 
 
 def shared_data() -> Path:
@@ -110,17 +115,26 @@ def run_one(name: str, root: Path, model: str, options: dict, subsample: int,
                                progress=False, tune=tune, threshold_rule=threshold_rule,
                                defects=defects if use_defects else None)
         fit_seconds = time.perf_counter() - started
+        fit_peak = peak_mb()  # before the test maps are held for the pixel metrics
         bundle = load_bundle(Path(tmp) / "model")
-        report, _ = evaluate_bundle(bundle, result.manifest, "test", progress=False)
+        report, records = evaluate_bundle(bundle, result.manifest, "test", progress=False)
         tuning = bundle.info.get("tuning")
+    threshold = bundle.model.threshold
+    wrong = [(r.score >= threshold) != (r.label != "good") for r in records]
+    unsure = [r.verdict == "UNSURE" for r in records]
+    held = [u for u, w in zip(unsure, wrong) if w]
     return {
         "dataset": name, "model": model,
         "image_auroc": report["image_auroc"], "pixel_auroc": report["pixel_auroc"],
         "aupro": report["aupro"], "f1_max": report["f1_max"],
         "recall": report["recall"], "false_reject_rate": report["false_reject_rate"],
         "f1": report["f1"], "threshold_rule": bundle.info.get("calibration", {}).get("rule"),
+        "unsure_band": bundle.info.get("unsure_band"),
+        "unsure_share": sum(unsure) / len(unsure),  # test parts sent to a person
+        "errors_unsure": sum(held) / len(held) if held else None,  # of the threshold's errors
         "fit_seconds": round(fit_seconds, 1), "ms_per_image": report["ms_per_image_median"],
-        "peak_mb": round(peak_mb()), "n_train": result.model.n_train_images_,
+        "fit_peak_mb": round(fit_peak), "peak_mb": round(peak_mb()),
+        "n_train": result.model.n_train_images_,
         "n_test": report.get("n_images"), "chosen": (tuning or {}).get("chosen"),
         "defects_given": len(defects.samples) if use_defects and defects is not None else 0,
         "candidates": [{k: row.get(k) for k in ("candidate", "image_auroc", "pixel_auroc",

@@ -144,7 +144,7 @@ def save_bundle(
             "preprocess": model.preprocess_config.to_dict(),
             "weights": {"backbone": source.backbone, "origin": source.origin, "sha256": source.sha256},
             "threshold": model.threshold,
-            "unsure_band": model.config.unsure_band,
+            "unsure_band": model.unsure_band,
             "calibration": dict(model.calibration_ or {}),
             "n_train_images": int(model.n_train_images_),
             "dataset": ({"version_id": manifest.version_id, "name": manifest.name}

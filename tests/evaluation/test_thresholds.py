@@ -186,7 +186,8 @@ def test_wilson_interval_contains_the_estimate_and_narrows_with_n():
 
 def test_records_without_the_new_fields_still_load():
     row = calibrate_threshold(SCORES, FLAGS).to_dict()
-    for key in ("false_reject_rate_ci", "n_synthetic", "synthetic_recall"):
+    for key in ("false_reject_rate_ci", "n_synthetic", "synthetic_recall", "unsure_band",
+                "unsure_note"):
         row.pop(key)
     assert ThresholdCalibration.from_dict(row).n_synthetic == 0
 
@@ -204,3 +205,62 @@ def test_synthetic_rule_never_rejects_more_goods_than_its_target():
     with pytest.raises(ConfigError, match="highest false-reject rate"):
         calibrate_threshold(good, [False] * 7, rule="synthetic_balanced", target=1.0,
                             synthetic_scores=synthetic)
+
+
+def test_balanced_rule_does_not_reject_most_goods_to_catch_the_last_real_defect():
+    rng = np.random.default_rng(0)
+    good = rng.normal(1.0, 0.1, 200)
+    defect = np.append(rng.normal(2.0, 0.2, 19), 0.95)  # one defect the model cannot see
+    scores = np.concatenate([good, defect])
+    flags = [False] * 200 + [True] * 20
+    recall = calibrate_threshold(scores, flags)  # the supervised models' auto: catch them all
+    balanced = calibrate_threshold(scores, flags, auto_with_defects="balanced")
+    assert recall.rule == "recall" and recall.achieved_false_reject_rate > 0.5
+    assert balanced.rule == "balanced" and "auto chose 'balanced'" in balanced.note
+    assert balanced.achieved_false_reject_rate <= 0.2 and balanced.achieved_recall == 0.95
+    assert "real defects" in balanced.note and "only 20 real defects" not in balanced.note
+    assert "only 19" not in balanced.note
+    with pytest.raises(ConfigError, match="auto_with_defects"):
+        calibrate_threshold(scores, flags, auto_with_defects="f1_max")
+    with pytest.raises(DataError, match="good images"):
+        calibrate_threshold(defect, [True] * 20, rule="balanced")
+
+
+def test_unsure_band_holds_half_the_errors_and_few_goods():
+    rng = np.random.default_rng(1)
+    good = rng.normal(1.0, 0.15, 400)
+    defect = rng.normal(1.6, 0.3, 100)  # overlapping: errors on both sides
+    flags = [False] * 400 + [True] * 100
+    cal = calibrate_threshold(np.concatenate([good, defect]), flags, rule="balanced")
+    t, band = cal.threshold, cal.unsure_band
+    assert band is not None and 0 < band <= 0.5
+    distance = np.abs(np.concatenate([good, defect]) - t) / t
+    wrong = np.concatenate([good >= t, defect < t])
+    inside = distance < band
+    assert inside[wrong].mean() >= 0.5 or inside[:400].mean() == pytest.approx(0.1, abs=0.003)
+    assert inside[:400].mean() <= 0.1 + 1e-9  # at most 10% of goods sent to review
+    assert "UNSURE band" in cal.unsure_note
+
+
+def test_unsure_band_is_capped_by_the_goods_it_would_send_to_review():
+    good = np.linspace(0.9, 1.1, 100)  # goods crowd the threshold
+    defect = np.array([0.5, 0.6, 3.0, 3.1])  # two far-off escapes: half the errors is far away
+    cal = calibrate_threshold(np.concatenate([good, defect]), [False] * 100 + [True] * 4,
+                              rule="recall", target=0.5)  # the two near-goods escape
+    distance = np.abs(good - cal.threshold) / cal.threshold
+    assert np.mean(distance < cal.unsure_band) <= 0.1
+    assert "at most 10 of 100 goods" in cal.unsure_note
+
+
+def test_unsure_band_without_errors_is_half_the_gap_between_the_classes():
+    good = list(np.linspace(1.0, 1.2, 20))
+    cal = calibrate_threshold(good + [3.0, 3.5], [False] * 20 + [True] * 2, rule="recall")
+    assert cal.unsure_band == pytest.approx(0.5 * (3.0 - 1.2) / cal.threshold)
+    synthetic = calibrate_threshold(good, [False] * 20, synthetic_scores=[2.5, 2.6])
+    assert synthetic.unsure_band is not None  # goods against synthetic defects
+
+
+def test_unsure_band_is_not_sized_from_nothing_or_from_too_few_goods():
+    assert calibrate_threshold(GOOD_SCORES, [False] * 3).unsure_band is None
+    few = calibrate_threshold(GOOD_SCORES, [False] * 3, synthetic_scores=[0.5, 0.6])
+    assert few.unsure_band is None and "too few to size the UNSURE band" in few.unsure_note

@@ -30,7 +30,7 @@ def test_mvtec_training_holds_back_val_and_never_reads_test(tiny_mvtec, tmp_path
     assert not test_paths & set(read)
 
 
-def test_folder_dataset_gets_a_70_15_15_split_and_recall_calibration(tmp_path):
+def test_folder_dataset_gets_a_70_15_15_split_and_balanced_calibration(tmp_path):
     root = tmp_path / "folder"
     for i in range(30):
         save(root / "good" / f"g{i:02d}.png", good_part(i))
@@ -41,8 +41,11 @@ def test_folder_dataset_gets_a_70_15_15_split_and_recall_calibration(tmp_path):
                            progress=False)
     counts = result.manifest.counts()
     assert counts["good"]["train"] == 21 and counts["good"]["val"] + counts["good"]["test"] == 9
-    assert result.calibration.rule == "recall"
-    assert result.calibration.achieved_recall == 1.0
+    assert result.calibration.rule == "balanced"  # real defects in validation
+    assert result.calibration.achieved_recall == 1.0  # these blobs separate: all caught
+    assert result.calibration.achieved_false_reject_rate <= 0.2
+    assert result.calibration.unsure_band is None  # 4 good validation images: too few
+    assert result.model.unsure_band == 0.05 and "too few" in result.calibration.unsure_note
 
 
 def test_failed_training_leaves_no_model_folder(tiny_mvtec, tmp_path):
@@ -108,7 +111,7 @@ def test_real_defects_from_elsewhere_weigh_in_tuning_and_calibration(tiny_mvtec,
     added = [s for s in val if not s.is_good]
     assert len(added) == 4 and all(s.path.startswith(str(folder)) for s in added)
     assert [s for s in val if s.is_good]  # the held-back goods are still made
-    assert result.calibration.n_defect == 4 and result.calibration.rule == "recall"
+    assert result.calibration.n_defect == 4 and result.calibration.rule == "balanced"
     assert not result.manifest.select(split="train", good=False)
     assert result.model.n_train_images_ == len(result.manifest.select(split="train"))
 
@@ -125,3 +128,28 @@ def test_defects_already_in_the_dataset_are_refused(tiny_mvtec, tmp_path):
         train_anomaly(manifest, "padim", tmp_path / "m", options=FAST_OPTIONS, progress=False,
                       defects=import_defects(folder).manifest)
     assert not (tmp_path / "m").exists()
+
+
+def test_unsure_band_is_sized_at_calibration_unless_configured(tmp_path):
+    from defectscope.bundle import load_bundle
+
+    root = tmp_path / "folder"
+    for i in range(70):
+        save(root / "good" / f"g{i:02d}.png", good_part(500 + i))
+    for i in range(10):
+        save(root / "blob" / f"b{i:02d}.png", defective_part(700 + i)[0])
+    manifest = import_folder(root).manifest
+    sized = train_anomaly(manifest, "padim", tmp_path / "sized", options=FAST_OPTIONS,
+                          progress=False, tune="off")
+    band = sized.calibration.unsure_band
+    assert sized.calibration.n_good >= 10 and band is not None
+    assert sized.model.unsure_band == pytest.approx(band) and band != 0.05
+    loaded = load_bundle(tmp_path / "sized")
+    assert loaded.info["unsure_band"] == pytest.approx(band)
+    assert loaded.model.unsure_band == pytest.approx(band)  # from the calibration record
+    assert loaded.model.predictor().unsure_band == pytest.approx(band)
+    fixed = train_anomaly(manifest, "padim", tmp_path / "fixed",
+                          options={**FAST_OPTIONS, "unsure_band": 0.2}, progress=False,
+                          tune="off")
+    assert fixed.model.unsure_band == 0.2
+    assert load_bundle(tmp_path / "fixed").info["unsure_band"] == 0.2

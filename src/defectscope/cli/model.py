@@ -60,10 +60,13 @@ def _add_train(subparsers) -> None:
                         "model folder so parts are inspected without one of their own (run, "
                         "serve, predict)")
     parser.add_argument("--threshold-rule", default="auto",
-                        choices=("auto", "good_quantile", "recall", "f1_max", "synthetic_balanced"),
-                        help="auto: every validation defect caught when real defects exist, else "
-                        "(anomaly models) best balanced accuracy between good validation images and synthetic "
-                        "defects pasted into them (synthetic_balanced)")
+                        choices=("auto", "good_quantile", "recall", "f1_max", "synthetic_balanced",
+                                 "balanced"),
+                        help="auto: with real validation defects, best balanced accuracy between "
+                        "them and the good validation images, rejecting at most 20%% of the goods "
+                        "(balanced; anomaly models) or every validation defect caught (recall; "
+                        "supervised and box models); without, (anomaly models) the same between "
+                        "the goods and synthetic defects pasted into them (synthetic_balanced)")
     parser.add_argument("--tune", default="auto", choices=("auto", "off"),
                         help="anomaly models: auto (default) compares a few candidate settings "
                         "(input resolution, neighbourhood, tiling) on synthetic defects in "
@@ -78,9 +81,13 @@ def _add_train(subparsers) -> None:
                         "kept")
     parser.add_argument("--threshold-target", type=float, metavar="X",
                         help="target of the rule: false-reject rate for good_quantile, recall "
-                        "for recall")
+                        "for recall, highest false-reject rate accepted for balanced and "
+                        "synthetic_balanced (default 0.2)")
     parser.add_argument("--unsure-band", type=float, metavar="B",
-                        help="UNSURE when the score is within threshold*(1±B) (default 0.05)")
+                        help="UNSURE when the score is within threshold*(1±B); default for "
+                        "patchcore/padim: sized at calibration from the good and defect "
+                        "validation scores (half the errors, at most 10%% of goods sent to "
+                        "review), 0.05 without defect scores; 0 for the other models")
     parser.add_argument("--val-fraction", type=float, default=0.15,
                         help="share of good training images held back to calibrate when the data "
                         "has no validation split (default 0.15)")

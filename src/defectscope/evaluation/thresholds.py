@@ -20,8 +20,23 @@ Rules (a part is rejected when ``score >= threshold``):
   tilt), the highest on a tie, placed midway below that score; ``target`` (default 0.2) is the
   highest false-reject rate on the good validation images it may accept. Used when validation has no real defect: the threshold then weighs what a defect looks
   like instead of sitting just above the highest good score (which caught 1 of 52 real cracks).
-- ``"auto"``: ``recall`` with target 1.0 when real defects are present, else ``synthetic_balanced``
-  when synthetic scores are given, else ``good_quantile`` 0.01.
+- ``"balanced"``: the same best balanced accuracy (Youden J, at most ``target`` = 0.2 of the goods
+  rejected), between the good and the real defective validation images. For a model learnt from
+  good images, where the few real defects are a sample of what may come and not the whole of
+  it, this is the rule ``auto`` takes with real defects (``calibrate_threshold(...,
+  auto_with_defects="balanced")``): ``recall`` 1.0 there rejected 0.35 to 0.9 of the good test
+  parts to catch the last validation defect.
+- ``"auto"``: with real defects, ``auto_with_defects`` (``recall`` with target 1.0 by default, the
+  supervised models' rule; ``balanced`` for anomaly models), else ``synthetic_balanced`` when
+  synthetic scores are given, else ``good_quantile`` 0.01.
+
+The UNSURE band (``unsure_band``, relative: UNSURE while ``|score - threshold| < band *
+threshold``) is sized from the same two score distributions, goods against the defects (real
+where present, else synthetic): the band holds half the validation images the threshold gets
+wrong (false rejects and escapes), so those go to a person instead of being decided, but sends at
+most ``MAX_UNSURE_GOODS`` (10%) of the good images to review; where the threshold gets none wrong,
+it is half the gap between the highest good and the lowest defect score. Without any defect
+score, or with fewer than 10 good images, it is None and the model keeps its default band.
 
 Every record carries the false-reject rate measured on the good images with its 95% Wilson
 interval (few goods, wide interval: the record says how few), and with synthetic defects their
@@ -46,7 +61,9 @@ from defectscope.evaluation.metrics import f1_max, validate_scores
 
 __all__ = ["RULES", "ThresholdCalibration", "calibrate_threshold"]
 
-RULES = ("auto", "good_quantile", "recall", "f1_max", "synthetic_balanced")
+RULES = ("auto", "good_quantile", "recall", "f1_max", "synthetic_balanced", "balanced")
+MAX_UNSURE_GOODS = 0.1  # the UNSURE band sends at most this share of good images to a person
+MAX_UNSURE_BAND = 0.5   # and is never wider than threshold * (1 +/- this)
 _EPS = 1e-9  # absorbs float noise in target * n, e.g. 0.29 * 100 = 28.999999999999996
 
 
@@ -65,6 +82,8 @@ class ThresholdCalibration:
     false_reject_rate_ci: tuple[float, float] | None = None
     n_synthetic: int = 0
     synthetic_recall: float | None = None
+    unsure_band: float | None = None
+    unsure_note: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         row = asdict(self)
@@ -89,6 +108,9 @@ class ThresholdCalibration:
             n_synthetic=int(row.get("n_synthetic", 0)),
             synthetic_recall=(None if row.get("synthetic_recall") is None
                               else float(row["synthetic_recall"])),
+            unsure_band=(None if row.get("unsure_band") is None
+                         else float(row["unsure_band"])),
+            unsure_note=str(row.get("unsure_note", "")),
         )
 
 
@@ -141,6 +163,43 @@ def _good_quantile(good: np.ndarray, target: float) -> tuple[float, str]:
     return threshold, note
 
 
+def unsure_band(threshold: float, good: np.ndarray, defect: np.ndarray
+                ) -> tuple[float | None, str]:
+    """The relative UNSURE band around ``threshold`` from good and defect scores (see the module
+    docstring): (band, note), or (None, why) without both kinds of score or with a threshold
+    that is not positive."""
+    if not defect.size:
+        return None, "no defect scores to size the UNSURE band from"
+    needed = math.ceil(1 / MAX_UNSURE_GOODS - _EPS)
+    if good.size < needed:
+        return None, (f"only {good.size} good validation images, too few to size the UNSURE "
+                      f"band (needs {needed}): the model's default band is kept")
+    if not threshold > 0:
+        return None, f"threshold {threshold:g} is not positive, so a relative band is undefined"
+    distance = np.abs(np.concatenate([good, defect]) - threshold) / threshold
+    wrong = np.concatenate([good >= threshold, defect < threshold])
+    if wrong.any():
+        band = float(np.median(distance[wrong])) * (1 + 1e-9)  # the median error is inside
+        why = f"holds half of the {int(wrong.sum())} validation images the threshold gets wrong"
+    else:
+        band = 0.5 * float(defect.min() - good.max()) / threshold
+        why = "no validation image is wrong at the threshold: half the gap between the classes"
+    good_distance = np.sort(distance[:good.size])
+    allowed = math.floor(MAX_UNSURE_GOODS * good.size + _EPS)
+    if allowed < good.size and band > good_distance[allowed]:
+        band = float(good_distance[allowed])  # the (allowed+1)-th nearest good stays decided
+        why += f", narrowed so at most {allowed} of {good.size} goods are sent to review"
+    if band > MAX_UNSURE_BAND:
+        band, why = MAX_UNSURE_BAND, why + f", capped at {MAX_UNSURE_BAND:g}"
+    inside = distance < band
+    caught = int(np.sum(inside & wrong))
+    note = (f"UNSURE band {band:.3g} x threshold: {why}; on validation it sends "
+            f"{int(inside[:good.size].sum())} of {good.size} goods and "
+            f"{int(inside[good.size:].sum())} of {defect.size} defects to review and holds "
+            f"{caught} of {int(wrong.sum())} errors")
+    return band, note
+
+
 def _balanced(good: np.ndarray, synthetic: np.ndarray, max_false_reject: float
               ) -> tuple[float, str]:
     """The threshold of best balanced accuracy (Youden's J: synthetic recall minus false-reject
@@ -171,9 +230,10 @@ def _recall(scores: np.ndarray, defect: np.ndarray, target: float) -> tuple[floa
 
 def _check_target(rule: str, target: float | None) -> float | None:
     if target is None:
-        return {"good_quantile": 0.01, "recall": 1.0, "synthetic_balanced": 0.2}.get(rule)
-    if rule == "synthetic_balanced" and not 0.0 <= float(target) < 1.0:
-        raise ConfigError(f"synthetic_balanced target is the highest false-reject rate accepted "
+        return {"good_quantile": 0.01, "recall": 1.0, "synthetic_balanced": 0.2,
+                "balanced": 0.2}.get(rule)
+    if rule in ("synthetic_balanced", "balanced") and not 0.0 <= float(target) < 1.0:
+        raise ConfigError(f"{rule} target is the highest false-reject rate accepted "
                           f"on the good validation images, in [0, 1), got {target}")
     if rule in ("auto", "f1_max"):
         raise ConfigError(f"rule {rule!r} takes no target; use 'good_quantile' or 'recall' to set one")
@@ -187,7 +247,7 @@ def _check_target(rule: str, target: float | None) -> float | None:
 
 def calibrate_threshold(
     scores: ArrayLike, is_defect: ArrayLike, rule: str = "auto", target: float | None = None,
-    synthetic_scores: ArrayLike = (),
+    synthetic_scores: ArrayLike = (), auto_with_defects: str = "recall",
 ) -> ThresholdCalibration:
     """Choose a threshold from validation scores by ``rule`` (see the module docstring).
 
@@ -195,7 +255,8 @@ def calibrate_threshold(
     ``auto`` when the validation scores hold no real defect). Raises ``ConfigError`` for an
     unknown rule or a target out of range, and ``DataError`` when the rule needs images the data
     lack (good images for ``good_quantile``, defects for ``recall`` and ``f1_max``, synthetic
-    defects for ``synthetic_balanced``).
+    defects for ``synthetic_balanced``). ``auto_with_defects`` is the rule ``auto`` takes when
+    real defects are present (``recall`` or ``balanced``).
 
     >>> calibrate_threshold([0.1, 0.2, 0.3], [False] * 3, rule="good_quantile").threshold > 0.3
     True
@@ -212,8 +273,12 @@ def calibrate_threshold(
     good, defect = s[~y], s[y]
     target = _check_target(rule, target)
     chosen_by = ""
+    if auto_with_defects not in ("recall", "balanced"):
+        raise ConfigError(f"auto_with_defects must be 'recall' or 'balanced', not "
+                          f"{auto_with_defects!r}")
     if rule == "auto":
-        rule = "recall" if defect.size else "synthetic_balanced" if synthetic.size else "good_quantile"
+        rule = (auto_with_defects if defect.size else "synthetic_balanced" if synthetic.size
+                else "good_quantile")
         target = _check_target(rule, None)
         why = ("real defects present" if defect.size else
                "no real defects; synthetic defects given" if synthetic.size else "no defects")
@@ -229,7 +294,12 @@ def calibrate_threshold(
     else:
         if not defect.size:
             raise DataError(f"rule {rule!r} needs defective images among the calibration scores")
-        if rule == "recall":
+        if not good.size and rule == "balanced":
+            raise DataError("rule 'balanced' needs good images among the calibration scores")
+        if rule == "balanced":
+            threshold, note = _balanced(good, defect, float(target))
+            note = note.replace("synthetic defects", "real defects")
+        elif rule == "recall":
             threshold, note = _recall(s, defect, float(target))
         else:
             best_f1, best = f1_max(s, y)
@@ -245,6 +315,7 @@ def calibrate_threshold(
                  f"{low:.3f}-{high:.3f} (95%)")
     if defect.size and defect.size < 20:
         note += f"; only {defect.size} real defects to calibrate on"
+    band, band_note = unsure_band(threshold, good, defect if defect.size else synthetic)
     return ThresholdCalibration(
         rule=rule,
         target=target,
@@ -257,4 +328,6 @@ def calibrate_threshold(
         false_reject_rate_ci=wilson_interval(false_rejects, good.size) if good.size else None,
         n_synthetic=int(synthetic.size),
         synthetic_recall=float(np.mean(synthetic >= threshold)) if synthetic.size else None,
+        unsure_band=band,
+        unsure_note=band_note,
     )

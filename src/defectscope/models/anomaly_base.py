@@ -47,12 +47,12 @@ class AnomalyConfig:
     steps: tuple[Mapping[str, Any], ...] = ()  # preprocessing steps: see preprocess.steps
     batch_size: int = 8
     blur_sigma: float = 4.0
-    unsure_band: float = 0.05
+    unsure_band: float | None = None  # None: sized at calibration (evaluation.thresholds)
     seed: int = 0
 
     def __post_init__(self) -> None:
         get_backbone_spec(self.backbone)  # unknown backbone -> ConfigError listing known ones
-        if not 0 <= self.unsure_band < 1:
+        if self.unsure_band is not None and not 0 <= self.unsure_band < 1:
             raise ConfigError(f"unsure_band {self.unsure_band} must be in [0, 1)")
         if self.batch_size < 1:
             raise ConfigError("batch_size must be >= 1")

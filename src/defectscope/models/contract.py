@@ -51,6 +51,7 @@ def torch_forward(module: nn.Module, channels_last: bool = False) -> Forward:
 
 
 NET_PREFIX = "net."
+DEFAULT_UNSURE_BAND = 0.05  # without a configured band and without defect scores to size one
 
 
 def network_arrays(net: nn.Module) -> dict[str, np.ndarray]:
@@ -96,7 +97,7 @@ class InspectionModel:
         self._check_fitted()
         return Predictor(self.name, self.head(),
                          torch_forward(self.network(), self.channels_last), self.threshold,
-                         float(self.config.unsure_band))
+                         self.unsure_band)
 
     def anomaly(self, image: np.ndarray, template: np.ndarray | None = None
                 ) -> tuple[float, np.ndarray | None, Timings]:
@@ -113,6 +114,17 @@ class InspectionModel:
     @property
     def threshold(self) -> float | None:
         return getattr(self, "threshold_", None)
+
+    @property
+    def unsure_band(self) -> float:
+        """UNSURE while ``|score - threshold| < band * threshold``: the configured band, else
+        (``unsure_band=None``) the one calibration sized from the validation scores, else
+        ``DEFAULT_UNSURE_BAND``."""
+        configured = self.config.unsure_band
+        if configured is not None:
+            return float(configured)
+        sized = (getattr(self, "calibration_", None) or {}).get("unsure_band")
+        return DEFAULT_UNSURE_BAND if sized is None else float(sized)
 
     def _check_threshold(self, threshold: float) -> None:
         if not np.isfinite(threshold):

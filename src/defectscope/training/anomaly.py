@@ -8,7 +8,10 @@ validation goods (``tuning.synthetic``); a small, fixed set of candidate setting
 (``tuning.search``) is fitted on a seeded subset of the training goods and the one that ranks
 those defects best (with real validation defects, where there are any) is fitted on the whole
 train split. When validation has no real defect the same synthetic defects calibrate the
-threshold (rule ``synthetic_balanced``), so it is not simply placed above the highest good score. With the MVTec layout (train/good and test/), a
+threshold (rule ``synthetic_balanced``), so it is not simply placed above the highest good score;
+with real validation defects (or ``--defects DIR``) rule ``auto`` is ``balanced`` over them. The
+UNSURE band is sized from the same good and defect scores (``evaluation.thresholds``) unless the
+model's ``unsure_band`` is set. With the MVTec layout (train/good and test/), a
 seeded, group-aware slice of train/good is held back as the validation split; a dataset without
 splits gets a seeded, stratified, group-aware 70/15/15 split, recorded in the bundle's manifest.
 
@@ -223,7 +226,9 @@ def train_anomaly(
     real_defects = [s for s in val if not s.is_good]
     started = time.perf_counter()
     val_goods = _load(manifest, val_good_samples)
-    threshold_uses_synthetic = not real_defects and threshold_rule in ("auto", "synthetic_balanced")
+    # without real defects, synthetic ones weigh in the threshold (rule auto) and, whatever the
+    # rule, size the UNSURE band and estimate the recall at the threshold
+    threshold_uses_synthetic = not real_defects
     synthetic = (synthetic_defects(val_goods, n_synthetic_for(len(val_goods)), seed)
                  if val_goods and (tune == "auto" or threshold_uses_synthetic) else [])
     tuning = None
@@ -260,7 +265,8 @@ def train_anomaly(
     fit_seconds = time.perf_counter() - started
     is_defect = np.array([not s.is_good for s in val], dtype=bool)
     calibration = calibrate_threshold(scores, is_defect, rule=threshold_rule,
-                                      target=threshold_target, synthetic_scores=synthetic_scores)
+                                      target=threshold_target, synthetic_scores=synthetic_scores,
+                                      auto_with_defects="balanced")
     model.set_threshold(calibration.threshold, calibration.to_dict())
     log(f"threshold {calibration.threshold:.6g} by rule {calibration.rule}: false-reject rate "
         f"{calibration.achieved_false_reject_rate:.3f} on {calibration.n_good} good validation "
@@ -268,6 +274,8 @@ def train_anomaly(
                      "defects" if calibration.achieved_recall is not None else "")
         + (f", {calibration.synthetic_recall:.3f} of {calibration.n_synthetic} synthetic "
            "defects caught" if calibration.synthetic_recall is not None else ""))
+    log(calibration.unsure_note if model.config.unsure_band is None
+        else f"UNSURE band {model.config.unsure_band:g} x threshold, as configured")
 
     references = _references(model, manifest, val)
     metrics = {"fit_seconds": round(fit_seconds, 3), "n_train_images": n_fitted,
