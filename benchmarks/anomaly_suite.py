@@ -6,7 +6,8 @@ loaded back and the test split scored (``evaluate_bundle``, as ``defectscope tes
 dataset and model: image AUROC, pixel AUROC, AUPRO, F1-max, recall / false-reject rate / F1 at
 the calibrated threshold, the UNSURE band, the share of test parts it sends to a person
 (``unsure_share``) and the share of the threshold's errors among them (``errors_unsure``), fit
-seconds (tuning included), ms per image (batch 1), peak memory at the end of the fit
+seconds (tuning included), ms per image (batch 1; ``onnx_ms``: the bundle exported to ONNX and
+run by the torch-free runtime, first 50 test images), peak memory at the end of the fit
 (``fit_peak_mb``) and of the whole run (``peak_mb``: the test maps are held for the pixel
 metrics), then the mean over datasets. Each run is a fresh subprocess, so its peak memory is its
 own.
@@ -49,7 +50,8 @@ ANCHORS = {
 }
 COLUMNS = ("image_auroc", "pixel_auroc", "aupro", "f1_max", "recall", "false_reject_rate",
            "f1", "unsure_band", "unsure_share", "errors_unsure", "fit_seconds", "ms_per_image",
-           "fit_peak_mb", "peak_mb")
+           "onnx_ms", "fit_peak_mb", "peak_mb")
+ONNX_IMAGES = 50  # test images timed on the ONNX runtime
 
 
 def shared_data() -> Path:
@@ -79,6 +81,26 @@ def load_manifest(name: str, root: Path, subsample: int):
 
 def peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: kilobytes
+
+
+def onnx_latency(model_dir: Path, manifest, records, n_images: int = ONNX_IMAGES
+                 ) -> tuple[float, str]:
+    """Export the bundle to ONNX (parity-checked) and time the torch-free runtime at batch 1 on
+    the first test images: (median ms per image, decoded image to verdict; network input)."""
+    import numpy as np
+
+    from defectscope.data import load_image
+    from defectscope.export import export_onnx
+    from defectscope.runtime import RuntimeModel
+
+    export_onnx(model_dir)
+    runtime = RuntimeModel.load(model_dir)
+    images = [load_image(r.path) for r in records[:n_images]]
+    for image in images[:3]:
+        runtime.predict(image)  # warm-up
+    milliseconds = [sum(runtime.predict(image).timings.values()) for image in images]
+    size = runtime.preprocessor.input_size(images[0].shape)
+    return float(np.median(milliseconds)), "x".join(map(str, size))
 
 
 def hold_out_defects(manifest, fraction: float, seed: int = 0):
@@ -119,6 +141,7 @@ def run_one(name: str, root: Path, model: str, options: dict, subsample: int,
         bundle = load_bundle(Path(tmp) / "model")
         report, records = evaluate_bundle(bundle, result.manifest, "test", progress=False)
         tuning = bundle.info.get("tuning")
+        onnx_ms, onnx_input = onnx_latency(Path(tmp) / "model", result.manifest, records)
     threshold = bundle.model.threshold
     wrong = [(r.score >= threshold) != (r.label != "good") for r in records]
     unsure = [r.verdict == "UNSURE" for r in records]
@@ -133,6 +156,7 @@ def run_one(name: str, root: Path, model: str, options: dict, subsample: int,
         "unsure_share": sum(unsure) / len(unsure),  # test parts sent to a person
         "errors_unsure": sum(held) / len(held) if held else None,  # of the threshold's errors
         "fit_seconds": round(fit_seconds, 1), "ms_per_image": report["ms_per_image_median"],
+        "onnx_ms": onnx_ms, "onnx_input": onnx_input,
         "fit_peak_mb": round(fit_peak), "peak_mb": round(peak_mb()),
         "n_train": result.model.n_train_images_,
         "n_test": report.get("n_images"), "chosen": (tuning or {}).get("chosen"),
