@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from defectscope.data.hashing import sha256_file
 from defectscope.distributed.cluster import ClusterConfig
@@ -56,11 +57,23 @@ def test_models_that_cannot_merge_shards_are_refused_before_ray_starts(goods):
     assert not ray.is_initialized()
 
 
+def fit_on_one_thread(model, goods):
+    """The one-machine fit on one torch thread, as the workers run (``threads=1``): float32
+    backbone features move by ~1e-5 with the thread count, which the inverse covariances
+    amplify, and which thread count this process has depends on the tests run before."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return model.fit(_images(goods))
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_sharded_padim_equals_the_one_machine_fit(goods):
     import ray
 
     options = {**FAST_OPTIONS, "steps": HISTOGRAM}
-    one = create_model("padim", **options).fit(_images(goods))
+    one = fit_on_one_thread(create_model("padim", **options), goods)
     sharded = create_model("padim", **options)
     summary = fit_sharded(sharded, goods, SHARDED)
     assert not ray.is_initialized()  # the local instance it started is stopped
@@ -88,7 +101,7 @@ def test_a_worker_killed_mid_fit_has_its_shard_retried_and_the_fit_is_unchanged(
             if pid is not None:
                 killed.append(pid)
 
-    one = create_model("padim", **FAST_OPTIONS).fit(_images(goods))
+    one = fit_on_one_thread(create_model("padim", **FAST_OPTIONS), goods)
     sharded = create_model("padim", **FAST_OPTIONS)
     summary = fit_sharded(sharded, goods, SHARDED, log=kill_one)
     assert killed, "no worker was found fitting a shard"
@@ -102,7 +115,7 @@ def test_sharded_patchcore_bundle_loads_predicts_and_ranks_like_one_machine(good
     from defectscope.bundle import load_bundle, save_bundle
     from defectscope.evaluation.metrics import auroc
 
-    one = create_model("patchcore", **FAST_OPTIONS).fit(_images(goods))
+    one = fit_on_one_thread(create_model("patchcore", **FAST_OPTIONS), goods)
     sharded = create_model("patchcore", **FAST_OPTIONS)
     fit_sharded(sharded, goods, SHARDED)
     # the union stage keeps the one-machine bank size: coreset_ratio of every patch seen
