@@ -22,6 +22,9 @@ from defectscope.models.registry import register
 from defectscope.scoring.heads import Scorer, padim_scorer
 
 
+INVERT_POSITIONS = 64  # covariances inverted per LAPACK call
+
+
 @dataclasses.dataclass(frozen=True)
 class PaDiMConfig(AnomalyConfig):
     """Defaults measured on Magnetic Tile (benchmarks/anomaly_magnetic_tile.py).
@@ -77,7 +80,7 @@ class PaDiM(AnomalyModel):
             self._sum = torch.zeros(x.shape[0], x.shape[2], dtype=torch.float64)
             self._outer = torch.zeros(x.shape[0], x.shape[2], x.shape[2], dtype=torch.float64)
         self._sum += x.sum(1)
-        self._outer += torch.einsum("pbi,pbj->pij", x, x)
+        self._outer.baddbmm_(x.transpose(1, 2), x)  # in place: no positions x d x d temporary
         self._count += x.shape[1]
         self.grid_ = tuple(embeddings.shape[-2:])
 
@@ -111,14 +114,21 @@ class PaDiM(AnomalyModel):
         if n < 2:
             raise DefectscopeError("PaDiM needs at least 2 good images to estimate a covariance")
         mean = self._sum / n
-        covariance = (self._outer - n * torch.einsum("pi,pj->pij", mean, mean)) / (n - 1)
-        covariance += self.config.regularisation * torch.eye(covariance.shape[-1], dtype=torch.float64)
-        self.mean_ = mean.float()
-        # numpy's LAPACK, not torch's: torch's batched LU (MKL) has failed with "Pivots given to
-        # lu_solve must all be >= 1" after the process changed torch's thread count.
-        inverse = np.linalg.inv(covariance.numpy())
-        self.inverse_covariance_ = torch.from_numpy(inverse).float().contiguous()
+        # the covariance is made in the sums' own buffer, and inverted a slice of positions at a
+        # time into float32: the peak stays near one float64 positions x d x d array
+        covariance = self._outer
         del self._sum, self._outer, self._count
+        with torch.inference_mode():  # the sums were made there, so they change there
+            covariance.baddbmm_(mean.unsqueeze(2), mean.unsqueeze(1), alpha=-n).div_(n - 1)
+            covariance.diagonal(dim1=1, dim2=2).add_(self.config.regularisation)
+        self.mean_ = mean.float()
+        inverse = torch.empty(covariance.shape, dtype=torch.float32)
+        for start in range(0, covariance.shape[0], INVERT_POSITIONS):
+            stop = start + INVERT_POSITIONS
+            # numpy's LAPACK, not torch's: torch's batched LU (MKL) has failed with "Pivots given
+            # to lu_solve must all be >= 1" after the process changed torch's thread count.
+            inverse[start:stop] = torch.from_numpy(np.linalg.inv(covariance[start:stop].numpy()))
+        self.inverse_covariance_ = inverse
 
     def _scorer(self) -> Scorer:
         return padim_scorer(self.mean_.numpy(), self.inverse_covariance_.numpy(), self.grid_)
