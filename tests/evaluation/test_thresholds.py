@@ -115,6 +115,8 @@ def test_only_defects_reports_unknown_false_reject_rate():
         ({"rule": "recall", "target": 1.5}, ConfigError, r"\(0, 1\]"),
         ({"rule": "f1_max", "target": 0.5}, ConfigError, "takes no target"),
         ({"rule": "auto", "target": 0.5}, ConfigError, "takes no target"),
+        ({"rule": "balanced", "target": 1.0}, ConfigError, "highest false-reject rate"),
+        ({"rule": "balanced", "target": -0.1}, ConfigError, "highest false-reject rate"),
     ],
 )
 def test_bad_rules_and_targets(kwargs, error, message):

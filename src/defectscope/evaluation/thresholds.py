@@ -200,23 +200,24 @@ def unsure_band(threshold: float, good: np.ndarray, defect: np.ndarray
     return band, note
 
 
-def _balanced(good: np.ndarray, synthetic: np.ndarray, max_false_reject: float
+def _balanced(good: np.ndarray, defect: np.ndarray, max_false_reject: float, kind: str
               ) -> tuple[float, str]:
-    """The threshold of best balanced accuracy (Youden's J: synthetic recall minus false-reject
-    rate), so the count of synthetic defects against goods does not tilt it; the highest such
-    threshold on a tie (fewer false rejects), placed midway below that score. Thresholds that
-    reject more than ``max_false_reject`` of the goods are not considered: where synthetic
-    defects hardly separate from the goods, the best J would reject most good parts."""
-    both = np.concatenate([good, synthetic])
+    """The threshold of best balanced accuracy (Youden's J: recall on the ``kind`` defects,
+    "synthetic" or "real", minus false-reject rate), so the count of defects against goods does
+    not tilt it; the highest such threshold on a tie (fewer false rejects), placed midway below
+    that score. Thresholds that reject more than ``max_false_reject`` of the goods are not
+    considered: where the defects hardly separate from the goods, the best J would reject most
+    good parts."""
+    both = np.concatenate([good, defect])
     candidates = np.append(np.unique(both), np.nextafter(good.max(), np.inf))
-    recall = (synthetic[None, :] >= candidates[:, None]).mean(axis=1)
+    recall = (defect[None, :] >= candidates[:, None]).mean(axis=1)
     false_rejects = (good[None, :] >= candidates[:, None]).mean(axis=1)
     j = np.where(false_rejects <= max_false_reject + _EPS, recall - false_rejects, -np.inf)
     index = int(np.flatnonzero(j >= j.max() - 1e-12)[-1])
     best = float(candidates[index])
     threshold = best if index == candidates.size - 1 else _below(best, both)
     note = (f"best balanced accuracy (Youden J {j.max():.3f}) between {good.size} good images "
-            f"and {synthetic.size} synthetic defects, rejecting at most {max_false_reject:g} of "
+            f"and {defect.size} {kind} defects, rejecting at most {max_false_reject:g} of "
             "the goods")
     return threshold, note
 
@@ -290,15 +291,14 @@ def calibrate_threshold(
     elif rule == "synthetic_balanced":
         if not synthetic.size or not good.size:
             raise DataError("rule 'synthetic_balanced' needs good scores and synthetic defect scores")
-        threshold, note = _balanced(good, synthetic, float(target))
+        threshold, note = _balanced(good, synthetic, float(target), "synthetic")
     else:
         if not defect.size:
             raise DataError(f"rule {rule!r} needs defective images among the calibration scores")
         if not good.size and rule == "balanced":
             raise DataError("rule 'balanced' needs good images among the calibration scores")
         if rule == "balanced":
-            threshold, note = _balanced(good, defect, float(target))
-            note = note.replace("synthetic defects", "real defects")
+            threshold, note = _balanced(good, defect, float(target), "real")
         elif rule == "recall":
             threshold, note = _recall(s, defect, float(target))
         else:
