@@ -20,6 +20,7 @@ from torch import nn
 
 from defectscope.data.images.image_set import ImageSet
 from defectscope.errors import ConfigError, DataError, DefectscopeError
+from defectscope.memory import release_free_memory
 from defectscope.models.backbones import (
     WeightsSource,
     build_feature_extractor,
@@ -203,6 +204,8 @@ class AnomalyModel(InspectionModel):
                     memory_format=torch.channels_last
                 )
                 self._add_embeddings(self._embed(self.extractor_(tensor)))
+                del tensor
+                release_free_memory()  # see defectscope.memory: the heap otherwise keeps it
                 count += len(batch)
                 if progress is not None:
                     progress(len(batch))

@@ -37,6 +37,7 @@ from defectscope.data.images.splits import hold_out, split_manifest
 from defectscope.data.image_io import load_mask
 from defectscope.data.stream import Counted, load_verified, stream_images, until
 from defectscope.errors import ConfigError, DataError
+from defectscope.memory import every as trim_every
 from defectscope.evaluation.thresholds import ThresholdCalibration, calibrate_threshold
 from defectscope.models.registry import create_model
 from defectscope.tuning.search import (TuningResult, anomaly_metrics, candidates_for, check_mode,
@@ -97,7 +98,17 @@ def _score_split(model, manifest: Manifest, samples, desc: str, show: bool) -> n
     for _, image in tqdm(stream_images(samples, _loader(manifest)), total=len(samples),
                          desc=desc, disable=not show, unit="img"):
         scores.append(model.anomaly(image)[0])
+        trim_every(len(scores))
     return np.asarray(scores, dtype=np.float64)
+
+
+def _scores(model, images) -> list[float]:
+    """Image scores of in-memory images (the heap trimmed as it goes; see defectscope.memory)."""
+    scores = []
+    for image in images:
+        scores.append(float(model.anomaly(image)[0]))
+        trim_every(len(scores))
+    return scores
 
 
 def _load(manifest: Manifest, samples) -> list[np.ndarray]:
@@ -266,7 +277,7 @@ def train_anomaly(
                 "images (raise --max-minutes to use them all)")
 
     scores = _score_split(model, manifest, val, "calibrate", progress)
-    synthetic_scores = ([model.anomaly(image)[0] for image, _ in synthetic]
+    synthetic_scores = (_scores(model, (image for image, _ in synthetic))
                         if threshold_uses_synthetic else [])
     del synthetic
     fit_seconds = time.perf_counter() - started

@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 
 from defectscope.errors import ConfigError
+from defectscope.memory import every as trim_every
 
 MODES = ("auto", "off")
 MAX_METRIC_SIDE = 256  # maps and masks are compared at most this large: enough to rank
@@ -207,6 +208,7 @@ def anomaly_metrics(model, goods: Sequence[np.ndarray],
     for image, mask in items:
         score, anomaly_map, _ = model.anomaly(image)
         scores.append(score)
+        trim_every(len(scores))
         maps.append(_small(anomaly_map.astype(np.float32), cv2.INTER_AREA))
         masks.append(None if mask is None else _small(mask.astype(np.uint8), cv2.INTER_NEAREST) > 0)
     n, d = len(goods), len(defects)
