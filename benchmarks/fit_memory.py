@@ -24,14 +24,6 @@ sys.path.insert(0, str(Path(__file__).parent))
 import anomaly_suite  # noqa: E402  (the suite's dataset loading, so both read the same data)
 
 
-def resident_mb() -> float:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dataset", choices=anomaly_suite.BUILT_IN)
@@ -39,6 +31,7 @@ def main() -> None:
     parser.add_argument("--tune", default="auto", choices=("auto", "off"))
     args = parser.parse_args()
 
+    from defectscope.memory import resident_mb
     from defectscope.training.anomaly import train_anomaly
 
     started = time.perf_counter()

@@ -254,3 +254,45 @@ def test_selection_slice_is_seeded_and_group_aware():
     lone = [DetectionSample(f"{i}.png", "0" * 64, 8, 8) for i in range(10)]
     rest, chosen = selection_slice(lone, 0.2, seed=0)
     assert len(chosen) == 2 and len(rest) == 8
+
+
+def test_scale_jitter_cuts_each_training_window_at_two_more_scales(tmp_path):
+    dataset = write_dataset(tmp_path, range(4))
+    model = ReferenceComparison(**{**FAST, "scale_jitter": 0.5})
+    model.classes_ = CLASSES
+    arrays = model._training_windows(dataset, dataset.samples, "windows", False,
+                                     lambda message: None, jitter=True)
+    assert len(arrays.views) == 2
+    for crops, targets in arrays.views:
+        assert crops.shape == arrays.crops.shape and targets.shape == arrays.targets.shape
+    positive = arrays.labels > 0
+    # the same box, a window 1/1.5 and 1.5 times as large: its fractions spread and shrink
+    width = lambda t: t[positive, 2] - t[positive, 0]
+    smaller, larger = (width(t) for _, t in arrays.views)
+    assert np.median(smaller) > np.median(width(arrays.targets)) > np.median(larger)
+    assert not (arrays.labels[~positive] > 0).any()
+    plain = model._training_windows(dataset, dataset.samples, "windows", False,
+                                    lambda message: None, jitter=False)
+    assert plain.views == ()
+    np.testing.assert_array_equal(plain.crops, arrays.crops)
+    with pytest.raises(ConfigError, match="scale_jitter"):
+        ReferenceComparison(scale_jitter=1.5)
+
+
+def test_draw_takes_each_window_from_one_of_its_scales():
+    from defectscope.models.fitting.reference_loop import TrainArrays
+
+    n = 200
+    crops = [np.full((n, 3, 4, 4), value, np.uint8) for value in (0, 1, 2)]
+    targets = [np.full((n, 4), value, np.float32) for value in (0, 1, 2)]
+    arrays = TrainArrays(crops[0], np.ones(n, np.int64), targets[0],
+                         ((crops[1], targets[1]), (crops[2], targets[2])))
+    index = np.arange(0, n, 2)
+    drawn, moved = arrays.draw(index, np.random.default_rng(0))
+    scale = drawn[:, 0, 0, 0]
+    assert set(scale.tolist()) == {0, 1, 2}  # every scale is drawn
+    np.testing.assert_array_equal(moved[:, 0], scale)  # crop and box from the same scale
+    assert (crops[0] == 0).all()  # the stored windows are untouched
+    single = TrainArrays(crops[0], np.ones(n, np.int64), targets[0])
+    np.testing.assert_array_equal(single.draw(index, np.random.default_rng(0))[0],
+                                  crops[0][index])

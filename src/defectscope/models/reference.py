@@ -68,6 +68,10 @@ class ReferenceConfig:
     crop_size: int = 48  # network input side, px
     context: int = 96  # smallest window side at native resolution, px
     region_scale: float = 2.5  # window side >= this x the region's longer side
+    # training windows also cut 1/(1 + j) and (1 + j) times as large, one scale drawn per
+    # window each epoch: the network meets defects and copper at other apparent sizes, as on
+    # a board imaged at another scale
+    scale_jitter: float = 0.0
     width: int = 16  # channels of the first convolution (x2, x4, x8 deeper)
     # training
     epochs: int = 12
@@ -93,6 +97,8 @@ class ReferenceConfig:
                               f"{self.crop_size}")
         if self.context < 8 or self.region_scale < 1.0:
             raise ConfigError("context must be >= 8 px and region_scale >= 1")
+        if not 0.0 <= self.scale_jitter <= 1.0:
+            raise ConfigError(f"scale_jitter must be in [0, 1], not {self.scale_jitter}")
         if self.epochs < 1 or self.batch_size < 2 or self.patience < 1 or self.width < 4:
             raise ConfigError("need epochs >= 1, batch_size >= 2, patience >= 1, width >= 4")
         if not (self.lr > 0 and self.weight_decay >= 0 and self.box_weight >= 0
@@ -190,12 +196,28 @@ class ReferenceComparison(DetectionModel):
     def _windows(self, comparison: Comparison) -> tuple[np.ndarray, np.ndarray]:
         return candidate_windows(comparison, self._settings())
 
+    def _scaled_views(self, comparison: Comparison, box_of: np.ndarray, owner: np.ndarray
+                      ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(crops, targets) of the candidates' windows at the jittered scales (none without
+        ``scale_jitter``)."""
+        jitter = self.config.scale_jitter
+        views = []
+        for scale in ((1.0 / (1.0 + jitter), 1.0 + jitter) if jitter > 0 else ()):
+            settings = dataclasses.replace(
+                self._settings(), context=max(8, int(round(self.config.context * scale))),
+                region_scale=max(1.0, self.config.region_scale * scale))
+            windows, crops = candidate_windows(comparison, settings)
+            target = np.where((owner >= 0)[:, None], encode_boxes(box_of, windows), 0.0)
+            views.append((crops, target.astype(np.float32)))
+        return views
+
     def _training_windows(self, dataset: DetectionDataset, samples: Sequence[DetectionSample],
-                          desc: str, progress: bool, log: Callable[[str], None]) -> TrainArrays:
+                          desc: str, progress: bool, log: Callable[[str], None],
+                          jitter: bool = False) -> TrainArrays:
         from tqdm import tqdm
 
         index = {name: i + 1 for i, name in enumerate(self.classes_)}
-        crops, labels, targets = [], [], []
+        crops, labels, targets, views = [], [], [], []
         failed = []
         n_boxes = n_found = 0
         for sample in tqdm(samples, desc=desc, unit="img", disable=not progress, leave=False):
@@ -218,6 +240,8 @@ class ReferenceComparison(DetectionModel):
             crops.append(window_crops)
             labels.append(label)
             targets.append(target.astype(np.float32))
+            if jitter:
+                views.append(self._scaled_views(comparison, box_of, owner))
             n_boxes += len(sample.boxes)
             n_found += len(set(owner[owner >= 0].tolist()))
         if failed:
@@ -225,8 +249,11 @@ class ReferenceComparison(DetectionModel):
                 + "; ".join(failed[:5]) + (" ..." if len(failed) > 5 else ""))
         if not crops:
             raise DataError("no image of the training set could be compared with its template")
+        scaled = tuple((np.concatenate([v[k][0] for v in views]),
+                        np.concatenate([v[k][1] for v in views]))
+                       for k in range(len(views[0]) if views else 0))
         arrays = TrainArrays(np.concatenate(crops), np.concatenate(labels),
-                             np.concatenate(targets))
+                             np.concatenate(targets), scaled)
         log(f"{desc}: {len(samples) - len(failed)} images -> {len(arrays.labels)} candidate "
             f"windows, {int((arrays.labels > 0).sum())} on defects; candidates reach "
             f"{n_found}/{n_boxes} labelled boxes")
@@ -260,7 +287,7 @@ class ReferenceComparison(DetectionModel):
         self.selection_samples_ = val
         torch.manual_seed(self.config.seed)
         train_arrays = self._training_windows(dataset, train, "reference train windows",
-                                              progress, log)
+                                              progress, log, jitter=True)
         val_arrays = self._training_windows(val_source, val, "reference validation windows",
                                             progress, log)
         if not (train_arrays.labels > 0).any():

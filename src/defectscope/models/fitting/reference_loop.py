@@ -1,8 +1,9 @@
 """The reference comparison's training loop (``train_reference_net``) and what it needs.
 
 Every positive candidate each epoch plus a fresh random draw of background ones
-(``background_ratio`` per positive, so background never swamps the defects), the eight flips and
-quarter turns of each window with its box moved alike, AdamW with a warm-up and cosine schedule
+(``background_ratio`` per positive, so background never swamps the defects), each at one of its
+window scales drawn at random (``scale_jitter``), the eight flips and quarter turns of each
+window with its box moved alike, AdamW with a warm-up and cosine schedule
 over steps or time (whichever runs out first), and the checkpoint with the best validation
 candidate AP kept (early stop after ``patience`` epochs without a better one, or at
 ``max_train_seconds``).
@@ -102,6 +103,22 @@ class TrainArrays:
     crops: np.ndarray
     labels: np.ndarray
     targets: np.ndarray
+    # the same windows cut at other scales: (crops, targets) per scale, same order and labels
+    views: tuple[tuple[np.ndarray, np.ndarray], ...] = ()
+
+    def draw(self, index: np.ndarray, rng: np.random.Generator
+             ) -> tuple[np.ndarray, np.ndarray]:
+        """(crops, targets) of the windows ``index``, each at one of its scales drawn at
+        random (the only one when there are no other views)."""
+        if not self.views:
+            return self.crops[index], self.targets[index]
+        choice = rng.integers(0, len(self.views) + 1, len(index))
+        crops, targets = self.crops[index], self.targets[index]
+        for view, (view_crops, view_targets) in enumerate(self.views, start=1):
+            picked = choice == view
+            crops[picked] = view_crops[index[picked]]
+            targets[picked] = view_targets[index[picked]]
+        return crops, targets
 
 
 def window_loss(probabilities: np.ndarray, offsets: np.ndarray, windows: TrainArrays,
@@ -175,9 +192,10 @@ def train_reference_net(net: nn.Module, train: TrainArrays, val: TrainArrays, co
                 group["lr"] = learning_rate(lr, progress_done)
             step += 1
             index = np.sort(order[start:start + batch_size])
-            x = to_input(train.crops[index])
+            crops, targets = train.draw(index, rng)
+            x = to_input(crops)
             y = torch.from_numpy(train.labels[index]).long()
-            t = torch.from_numpy(train.targets[index])
+            t = torch.from_numpy(targets)
             if c.augment:
                 x, t = augment_batch(x, t, generator)
             logits, boxes = net(x)
