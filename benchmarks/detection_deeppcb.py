@@ -6,11 +6,18 @@ its confidence threshold is the one with the best box F1 (IoU 0.5) on that slice
 read only for the figures. mAP comes from ``defectscope.evaluation.detection`` (COCO
 definition).
 
+With ``--cv`` it is leave-one-group-out instead: seven folds, each trains on six of the seven
+board scans (``groupNNNNN``) and is scored on the one it never saw, which is how a new product
+is met; it prints each fold, the mean, the image-weighted mean and the worst fold.
+``AP@0.5 any type`` merges the defect types, so the gap to mAP@0.5 is what naming the type costs.
+
     python benchmarks/detection_deeppcb.py --threads 2
+    python benchmarks/detection_deeppcb.py --cv --threads 2          # about 50 min on 2 cores
     python benchmarks/detection_deeppcb.py --subsample 200 --max-train-seconds 120  # quick look
     python benchmarks/detection_deeppcb.py --option epochs=16 --option crop_size=64
 
-Figures go to stdout and to benchmarks/results/detection-deeppcb.json (or ``--out``).
+Figures go to stdout and to benchmarks/results/detection-deeppcb.json (``-cv.json`` with
+``--cv``; or ``--out``).
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Sequence
 
 DATA = Path(os.environ.get("DEFECTSCOPE_SHARED_DATA",
                            Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -62,6 +70,112 @@ def _best_f1_threshold(samples, predictions, classes, evaluate) -> float:
     return best[1]
 
 
+def _ap50_any_type(samples, predictions, threshold: float) -> float:
+    """AP@0.5 with every defect type merged into one: what is lost to localisation alone
+    (mAP@0.5 below it is lost to naming the type)."""
+    import dataclasses
+
+    from defectscope.evaluation.detection import evaluate_detections
+
+    truth = [[dataclasses.replace(b, label="defect") for b in s.boxes] for s in samples]
+    found = [[dataclasses.replace(d, label="defect") for d in p] for p in predictions]
+    return evaluate_detections(truth, found, ["defect"], score_threshold=threshold).map50
+
+
+def fit_and_test(dataset, train, test, options: dict, progress: bool = False,
+                 save: Path | None = None) -> dict:
+    """Fit on ``train`` (choosing the checkpoint and the confidence threshold on the model's own
+    group-aware selection slice of it), then score ``test``, read only here."""
+    import numpy as np
+
+    from defectscope.evaluation.detection import evaluate_detections
+    from defectscope.models.reference import ReferenceComparison
+
+    model = ReferenceComparison(**options)
+    started = time.perf_counter()
+    model.fit(dataset.with_samples(train), progress=progress)
+    train_seconds = time.perf_counter() - started
+    if save:
+        from safetensors.numpy import save_file
+
+        save_file({k: np.ascontiguousarray(v) for k, v in model.arrays().items()}, str(save))
+    selection = model.selection_samples_
+    found, _ = _predict(model, dataset, selection)
+    threshold = _best_f1_threshold(selection, found, dataset.classes, evaluate_detections)
+    predictions, milliseconds = _predict(model, dataset, test)
+    report = evaluate_detections([s.boxes for s in test], predictions, dataset.classes,
+                                 score_threshold=threshold)
+    return {
+        "map50": report.map50, "map50_95": report.map50_95,
+        "ap50_any_type": _ap50_any_type(test, predictions, threshold),
+        "per_class_ap50": report.per_class_ap50, "per_class_ap50_95": report.per_class_ap50_95,
+        "threshold": threshold, "threshold_rule": "box F1 max on the selection slice",
+        "precision": report.precision, "recall": report.recall, "f1": report.f1,
+        "image_recall": report.image_recall, "n_test_images": report.n_images,
+        "n_test_boxes": report.n_gt_boxes, "n_train_images": model.n_train_images_,
+        "n_selection_images": len(selection),
+        "selection_groups": sorted({s.group for s in selection}),
+        "train_seconds": round(train_seconds, 1),
+        "inference_ms_median": round(float(np.median(milliseconds)), 2),
+        "inference_ms_p95": round(float(np.percentile(milliseconds, 95)), 2),
+        "options": model.config.to_dict(),
+        "training": {k: v for k, v in model.training_.items() if k != "history"},
+        "history": model.training_["history"],
+    }
+
+
+def _print_figures(figures: dict) -> None:
+    print(f"mAP@0.5 {figures['map50']:.4f}   mAP@0.5:0.95 {figures['map50_95']:.4f}   "
+          f"AP@0.5 any type {figures['ap50_any_type']:.4f}")
+    print("AP50 per class: " + ", ".join(f"{k} {v:.4f}" for k, v in
+                                          figures["per_class_ap50"].items() if v is not None))
+    print(f"at threshold {figures['threshold']:.3f}: precision {figures['precision']:.4f}, "
+          f"recall {figures['recall']:.4f}, image recall {figures['image_recall']:.4f}")
+    print(f"training {figures['train_seconds']:.0f} s; inference "
+          f"{figures['inference_ms_median']:.1f} ms per image (median, batch 1)", flush=True)
+
+
+def leave_groups_out(dataset, options: dict, progress: bool = False,
+                     only: Sequence[str] = ()) -> dict:
+    """One fold per group (a board scan): fit on every other group, score the one left out.
+    Returns the per-fold figures and their mean and image-weighted mean."""
+    import numpy as np
+
+    groups = sorted({s.group for s in dataset.samples})
+    folds = []
+    for group in groups:
+        if only and group not in only:
+            continue
+        train = tuple(s for s in dataset.samples if s.group != group)
+        test = tuple(s for s in dataset.samples if s.group == group)
+        print(f"\n== fold: test {group} ({len(test)} pairs), train {len(train)} pairs", flush=True)
+        figures = fit_and_test(dataset, train, test, options, progress)
+        figures["test_group"] = group
+        _print_figures(figures)
+        folds.append(figures)
+    weights = np.array([f["n_test_images"] for f in folds], float)
+    summary = {}
+    for key in ("map50", "map50_95", "ap50_any_type", "precision", "recall", "f1", "image_recall",
+                "train_seconds"):
+        values = np.array([f[key] for f in folds], float)
+        summary[key] = {"mean": float(values.mean()), "min": float(values.min()),
+                        "weighted_mean": float((values * weights).sum() / weights.sum())}
+    print("\n| test group | pairs | mAP@0.5 | mAP@0.5:0.95 | AP@0.5 any type | recall | "
+          "precision | train s |")
+    print("|---|---|---|---|---|---|---|---|")
+    for f in folds:
+        print(f"| {f['test_group']} | {f['n_test_images']} | {f['map50']:.4f} | "
+              f"{f['map50_95']:.4f} | {f['ap50_any_type']:.4f} | {f['recall']:.4f} | "
+              f"{f['precision']:.4f} | {f['train_seconds']:.0f} |")
+    print(f"| mean over {len(folds)} folds | | {summary['map50']['mean']:.4f} | "
+          f"{summary['map50_95']['mean']:.4f} | {summary['ap50_any_type']['mean']:.4f} | "
+          f"{summary['recall']['mean']:.4f} | {summary['precision']['mean']:.4f} | "
+          f"{summary['train_seconds']['mean']:.0f} |")
+    print(f"image-weighted mean mAP@0.5 {summary['map50']['weighted_mean']:.4f}; "
+          f"worst fold {summary['map50']['min']:.4f}", flush=True)
+    return {"folds": folds, "summary": summary}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DATA / "deeppcb")
@@ -70,13 +184,19 @@ def main() -> None:
     parser.add_argument("--subsample", type=int, default=0,
                         help="train on this many training images (seeded pick); 0: all")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cv", action="store_true",
+                        help="leave-one-group-out cross-validation over the trainval groups "
+                             "instead of one 80/20 split")
+    parser.add_argument("--fold", action="append", default=[],
+                        help="with --cv, run only this test group (repeatable)")
     parser.add_argument("--option", action="append", default=[], type=_option,
                         help="a model option KEY=VALUE (JSON value), repeatable")
     parser.add_argument("--progress", action="store_true", help="show progress bars")
     parser.add_argument("--save", type=Path, default=None,
                         help="also write the fitted model's tensors (safetensors) here")
-    parser.add_argument("--out", type=Path,
-                        default=Path(__file__).parent / "results" / "detection-deeppcb.json")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="JSON figures (default benchmarks/results/detection-deeppcb.json, "
+                             "-cv.json with --cv)")
     args = parser.parse_args()
 
     import cv2
@@ -88,67 +208,36 @@ def main() -> None:
 
     from defectscope.data.boxes.deeppcb import import_deeppcb
     from defectscope.data.boxes.splits import split_detection
-    from defectscope.evaluation.detection import evaluate_detections
-    from defectscope.models.reference import ReferenceComparison
 
     imported = import_deeppcb(args.data)
-    dataset = split_detection(imported.dataset, fractions=(0.8, 0.2), names=("train", "test"),
-                              seed=args.seed)
-    train, test = dataset.select("train"), dataset.select("test")
-    if args.subsample and args.subsample < len(train):
-        pick = np.sort(np.random.default_rng(args.seed).choice(len(train), args.subsample,
-                                                               replace=False))
-        train = tuple(train[i] for i in pick)
     options = dict(args.option)
     options.setdefault("seed", args.seed)
     if args.max_train_seconds:
         options["max_train_seconds"] = args.max_train_seconds
-    print(f"DeepPCB: {len(dataset.samples)} pairs; train {len(train)} "
-          f"({sorted({s.group for s in train})}), test {len(test)} "
-          f"({sorted({s.group for s in test})}); options {options}; threads {args.threads}")
-
-    model = ReferenceComparison(**options)
-    started = time.perf_counter()
-    model.fit(dataset.with_samples(train), progress=args.progress)
-    train_seconds = time.perf_counter() - started
-
-    if args.save:
-        from safetensors.numpy import save_file
-
-        save_file({k: np.ascontiguousarray(v) for k, v in model.arrays().items()},
-                  str(args.save))
-    selection = model.selection_samples_
-    found, _ = _predict(model, dataset, selection)
-    threshold = _best_f1_threshold(selection, found, dataset.classes, evaluate_detections)
-    predictions, milliseconds = _predict(model, dataset, test)
-    report = evaluate_detections([s.boxes for s in test], predictions, dataset.classes,
-                                 score_threshold=threshold)
-
-    figures = {
-        "map50": report.map50, "map50_95": report.map50_95,
-        "per_class_ap50": report.per_class_ap50, "per_class_ap50_95": report.per_class_ap50_95,
-        "threshold": threshold, "threshold_rule": "box F1 max on the selection slice",
-        "precision": report.precision, "recall": report.recall, "f1": report.f1,
-        "image_recall": report.image_recall, "n_test_images": report.n_images,
-        "n_test_boxes": report.n_gt_boxes, "n_train_images": model.n_train_images_,
-        "n_selection_images": len(selection),
-        "train_seconds": round(train_seconds, 1),
-        "inference_ms_median": round(float(np.median(milliseconds)), 2),
-        "inference_ms_p95": round(float(np.percentile(milliseconds, 95)), 2),
-        "threads": args.threads, "options": model.config.to_dict(),
-        "training": {k: v for k, v in model.training_.items() if k != "history"},
-        "history": model.training_["history"],
-    }
-    print(f"mAP@0.5 {report.map50:.4f}   mAP@0.5:0.95 {report.map50_95:.4f}")
-    print("AP50 per class: " + ", ".join(f"{k} {v:.4f}" for k, v in
-                                          report.per_class_ap50.items() if v is not None))
-    print(f"at threshold {threshold:.3f}: precision {report.precision:.4f}, recall "
-          f"{report.recall:.4f}, image recall {report.image_recall:.4f}")
-    print(f"training {train_seconds:.0f} s on {args.threads} thread(s); inference "
-          f"{figures['inference_ms_median']:.1f} ms per image (median, batch 1)")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(figures, indent=2))
-    print(f"wrote {args.out}")
+    results = Path(__file__).parent / "results"
+    out = args.out or results / ("detection-deeppcb-cv.json" if args.cv
+                                 else "detection-deeppcb.json")
+    if args.cv:
+        print(f"DeepPCB leave-one-group-out: {len(imported.dataset.samples)} pairs; options "
+              f"{options}; threads {args.threads}")
+        figures = leave_groups_out(imported.dataset, options, args.progress, args.fold)
+    else:
+        dataset = split_detection(imported.dataset, fractions=(0.8, 0.2),
+                                  names=("train", "test"), seed=args.seed)
+        train, test = dataset.select("train"), dataset.select("test")
+        if args.subsample and args.subsample < len(train):
+            pick = np.sort(np.random.default_rng(args.seed).choice(len(train), args.subsample,
+                                                                   replace=False))
+            train = tuple(train[i] for i in pick)
+        print(f"DeepPCB: {len(dataset.samples)} pairs; train {len(train)} "
+              f"({sorted({s.group for s in train})}), test {len(test)} "
+              f"({sorted({s.group for s in test})}); options {options}; threads {args.threads}")
+        figures = fit_and_test(dataset, train, test, options, args.progress, args.save)
+        _print_figures(figures)
+    figures["threads"] = args.threads
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(figures, indent=2))
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":
