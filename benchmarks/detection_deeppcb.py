@@ -142,6 +142,12 @@ def leave_groups_out(dataset, options: dict, progress: bool = False,
     import numpy as np
 
     groups = sorted({s.group for s in dataset.samples})
+    unknown = sorted(set(only) - set(groups))
+    if unknown:
+        raise SystemExit(f"--fold {', '.join(unknown)}: no such group; the groups are "
+                         f"{', '.join(groups)}")
+    if len(groups) < 2:
+        raise SystemExit(f"--cv needs at least two groups, the data has {len(groups)}")
     folds = []
     for group in groups:
         if only and group not in only:
