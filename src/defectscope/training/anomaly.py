@@ -37,8 +37,8 @@ from defectscope.data.images.splits import hold_out, split_manifest
 from defectscope.data.image_io import load_mask
 from defectscope.data.stream import Counted, load_verified, stream_images, until
 from defectscope.errors import ConfigError, DataError
-from defectscope.memory import every as trim_every
 from defectscope.evaluation.thresholds import ThresholdCalibration, calibrate_threshold
+from defectscope.memory import every as trim_every
 from defectscope.models.registry import create_model
 from defectscope.tuning.search import (TuningResult, anomaly_metrics, candidates_for, check_mode,
                                        tune as run_tuning)
@@ -94,16 +94,14 @@ def _loader(manifest: Manifest):
 
 
 def _score_split(model, manifest: Manifest, samples, desc: str, show: bool) -> np.ndarray:
-    scores = []
-    for _, image in tqdm(stream_images(samples, _loader(manifest)), total=len(samples),
-                         desc=desc, disable=not show, unit="img"):
-        scores.append(model.anomaly(image)[0])
-        trim_every(len(scores))
-    return np.asarray(scores, dtype=np.float64)
+    streamed = tqdm(stream_images(samples, _loader(manifest)), total=len(samples), desc=desc,
+                    disable=not show, unit="img")
+    return np.asarray(_scores(model, (image for _, image in streamed)), dtype=np.float64)
 
 
 def _scores(model, images) -> list[float]:
-    """Image scores of in-memory images (the heap trimmed as it goes; see defectscope.memory)."""
+    """Image scores of images as they come (the heap trimmed as it goes; see
+    defectscope.memory)."""
     scores = []
     for image in images:
         scores.append(float(model.anomaly(image)[0]))
