@@ -95,6 +95,8 @@ def test_unknown_names_and_options_are_refused():
         create_model("patchcore", coreset_raito=0.1)
     with pytest.raises(ConfigError):
         create_model("patchcore", coreset_ratio=1.5)
+    with pytest.raises(ConfigError, match="top_fraction"):
+        create_model("patchcore", top_fraction=1.5)
     with pytest.raises(ConfigError, match="square"):
         create_model("padim", resize="keep_aspect")
 

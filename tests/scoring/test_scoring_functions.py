@@ -31,6 +31,29 @@ def test_patchcore_distances_are_nearest_bank_distances(rng):
     assert 0 < score < grid.max()  # re-weighted by a softmax weight in (0, 1)
 
 
+def test_patchcore_image_score_is_the_mean_of_the_worst_patches(rng):
+    bank = rng.standard_normal((300, 8)).astype(np.float32)
+    embeddings = rng.standard_normal((1, 8, 4, 5)).astype(np.float32)
+    index = NearestNeighbours.from_bank(bank)
+    _, neighbours = index.search(bank, 3)
+    grid, worst_only = patchcore_scores(embeddings, index, bank, neighbours, top_fraction=0.0)
+    _, top_four = patchcore_scores(embeddings, index, bank, neighbours, top_fraction=0.2)
+    weight = worst_only / grid.max()  # the same re-weighting applies to both
+    expected = np.sort(grid.ravel())[-4:].mean() * weight  # 0.2 of 20 patches
+    assert top_four == pytest.approx(expected, rel=1e-5)
+    assert top_four < worst_only
+
+
+def test_top_mean_damps_a_lone_outlier_but_keeps_an_extended_defect():
+    lone = np.zeros((10, 10)); lone[3, 3] = 5.0
+    extended = np.zeros((10, 10)); extended[2:6, 2:6] = 3.0
+    assert lone.max() > extended.max()
+    from defectscope.scoring.patchcore import top_mean
+    assert top_mean(extended, 0.1) > top_mean(lone, 0.1)
+    assert top_mean(lone, 0.0) == 5.0
+    assert top_mean(np.array([1.0]), 0.5) == 1.0  # at least one patch
+
+
 def test_reweight_of_a_lone_bank_entry_is_one():
     bank = np.zeros((1, 4), np.float32)
     assert reweight(np.ones(4, np.float32), 0, bank, np.array([[0, -1, -1]])) == 1.0
@@ -81,3 +104,17 @@ def test_refine_worst_recovers_the_exact_largest_distance(rng):
     assert np.all(distances >= exact - 1e-4)  # still upper bounds everywhere
     np.testing.assert_allclose(
         np.linalg.norm(queries - bank[indices], axis=1), distances, rtol=1e-4)
+
+
+def test_a_bundle_saved_before_top_fraction_scores_by_its_worst_patch(rng):
+    from defectscope.scoring.heads import build_scorer
+
+    bank = rng.standard_normal((300, 8)).astype(np.float32)
+    index = NearestNeighbours.from_bank(bank)
+    _, neighbours = index.search(bank, 3)
+    arrays = {"nn_index": index.to_array(), "memory_bank": bank, "bank_neighbours": neighbours}
+    embeddings = rng.standard_normal((1, 8, 4, 5)).astype(np.float32)
+    old = build_scorer("patchcore", arrays, {})(embeddings)[1]
+    new = build_scorer("patchcore", arrays, {"top_fraction": 0.2})(embeddings)[1]
+    assert old == pytest.approx(patchcore_scores(embeddings, index, bank, neighbours)[1])
+    assert new < old

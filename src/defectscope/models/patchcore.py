@@ -6,8 +6,9 @@
   (``StreamingCoreset``): bounded memory, linear time.
 - A patch's score is its distance to the nearest bank entry (``NearestNeighbours``: an exact
   matrix product for small banks, a faiss HNSW graph for large ones). The
-  image score is the largest patch score, re-weighted by how isolated its nearest bank entry is
-  (the paper's Eq. 7: a neighbour from a sparse region of the bank counts less).
+  image score is the largest patch score (or, with ``top_fraction``, the mean of the worst share
+  of patches), re-weighted by how isolated its nearest bank entry is (the paper's Eq. 7: a
+  neighbour from a sparse region of the bank counts less).
 
 >>> model = create_model("patchcore", coreset_ratio=0.1)  # doctest: +SKIP
 >>> model.fit(good_images).set_threshold(0.5).predict(image).verdict  # doctest: +SKIP
@@ -38,6 +39,14 @@ class PatchCoreConfig(AnomalyConfig):
     inputs clearly (image AUROC ~0.90 vs ~0.78): each patch feature then sees a larger part of
     the part, so texture noise averages out while blowholes, cracks and breaks still stand out.
     It is also 4x cheaper (fewer patches to embed and search).
+
+    ``top_fraction``: the image score is the mean of the worst ``top_fraction`` of the patches
+    (0: the worst patch alone, as in the paper). 0.01 was chosen across the suite datasets by the
+    mean of two image AUROCs, on the real test split and on "local-only" defects (each defect's
+    own patches pasted into a good image, so the defect is the only difference), and passes the
+    leave-one-dataset-out check (``benchmarks/patchcore_image_score.py``). Larger shares score
+    the real test splits higher still (up to the whole-image mean) because their defective parts
+    differ beyond the labelled defect, but they bury a defect that is the only difference.
     """
 
     resize: str = "keep_aspect"
@@ -48,6 +57,7 @@ class PatchCoreConfig(AnomalyConfig):
     max_bank: int = 200_000
     neighbourhood: int = 5
     reweight_neighbours: int = 9
+    top_fraction: float = 0.01
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -57,6 +67,9 @@ class PatchCoreConfig(AnomalyConfig):
             raise ConfigError("neighbourhood must be an odd number >= 1")
         if self.reweight_neighbours < 1:
             raise ConfigError("reweight_neighbours must be >= 1")
+        if not 0 <= self.top_fraction <= 1:
+            raise ConfigError(f"top_fraction {self.top_fraction} must be in [0, 1]: the share "
+                              "of the worst patches whose mean is the image score (0: the worst)")
 
 
 def aggregate_patches(features: list[torch.Tensor], neighbourhood: int) -> torch.Tensor:
@@ -124,7 +137,8 @@ class PatchCore(AnomalyModel):
         self.bank_neighbours_ = neighbours.astype(np.int64)
 
     def _scorer(self) -> Scorer:
-        return patchcore_scorer(self.index_, self.memory_bank_, self.bank_neighbours_)
+        return patchcore_scorer(self.index_, self.memory_bank_, self.bank_neighbours_,
+                                self.config.top_fraction)
 
     def _learned_arrays(self) -> dict[str, np.ndarray]:
         return {

@@ -98,12 +98,15 @@ class Head:
         raise NotImplementedError
 
 
-def build_scorer(name: str, arrays: Mapping[str, np.ndarray]) -> Scorer:
-    """The patch scoring of a saved ``patchcore`` or ``padim`` over its arrays."""
+def build_scorer(name: str, arrays: Mapping[str, np.ndarray],
+                 config: Mapping[str, Any] | None = None) -> Scorer:
+    """The patch scoring of a saved ``patchcore`` or ``padim`` over its arrays and config (a
+    PatchCore bundle saved before ``top_fraction`` existed scores by its largest patch)."""
     if name == "patchcore":
         index = NearestNeighbours.from_array(bundle_array(arrays, "nn_index", name))
         return patchcore_scorer(index, bundle_array(arrays, "memory_bank", name),
-                                bundle_array(arrays, "bank_neighbours", name))
+                                bundle_array(arrays, "bank_neighbours", name),
+                                float((config or {}).get("top_fraction", 0.0)))
     if name == "padim":
         grid = bundle_array(arrays, "grid", name)
         return padim_scorer(bundle_array(arrays, "mean", name),
@@ -112,11 +115,11 @@ def build_scorer(name: str, arrays: Mapping[str, np.ndarray]) -> Scorer:
     raise BundleError(f"patch scoring exists for patchcore, padim, not {name!r}")
 
 
-def patchcore_scorer(index: NearestNeighbours, bank: np.ndarray, neighbours: np.ndarray
-                     ) -> Scorer:
+def patchcore_scorer(index: NearestNeighbours, bank: np.ndarray, neighbours: np.ndarray,
+                     top_fraction: float = 0.0) -> Scorer:
     bank = np.ascontiguousarray(bank, dtype=np.float32)
     neighbours = np.asarray(neighbours, dtype=np.int64)
-    return lambda embeddings: patchcore_scores(embeddings, index, bank, neighbours)
+    return lambda embeddings: patchcore_scores(embeddings, index, bank, neighbours, top_fraction)
 
 
 def padim_scorer(mean: np.ndarray, inverse: np.ndarray, grid: tuple[int, int]) -> Scorer:
@@ -135,7 +138,8 @@ class AnomalyHead(Head):
 
     @classmethod
     def from_bundle(cls, name, config, arrays, preprocessor) -> "AnomalyHead":
-        return cls(preprocessor, build_scorer(name, arrays), float(config.get("blur_sigma", 0.0)))
+        return cls(preprocessor, build_scorer(name, arrays, config),
+                   float(config.get("blur_sigma", 0.0)))
 
     def anomaly(self, forward, image, template=None):
         """Steps, tiles and stitching are ``score_tiled``'s (the anomaly map is never None)."""
