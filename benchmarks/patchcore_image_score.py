@@ -157,6 +157,8 @@ def main(argv=None) -> int:
     parser.add_argument("--rows", type=Path, help="print the tables of a saved --json run")
     args = parser.parse_args(argv)
     if args.rows:
+        if not args.rows.is_file():
+            parser.error(f"--rows {args.rows}: no such file (write one with --json)")
         print_tables(json.loads(args.rows.read_text()))
         return 0
     options = json.loads(args.options)
