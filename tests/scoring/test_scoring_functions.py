@@ -45,10 +45,13 @@ def test_patchcore_image_score_is_the_mean_of_the_worst_patches(rng):
 
 
 def test_top_mean_damps_a_lone_outlier_but_keeps_an_extended_defect():
-    lone = np.zeros((10, 10)); lone[3, 3] = 5.0
-    extended = np.zeros((10, 10)); extended[2:6, 2:6] = 3.0
-    assert lone.max() > extended.max()
     from defectscope.scoring.patchcore import top_mean
+
+    lone = np.zeros((10, 10))
+    lone[3, 3] = 5.0
+    extended = np.zeros((10, 10))
+    extended[2:6, 2:6] = 3.0
+    assert lone.max() > extended.max()
     assert top_mean(extended, 0.1) > top_mean(lone, 0.1)
     assert top_mean(lone, 0.0) == 5.0
     assert top_mean(np.array([1.0]), 0.5) == 1.0  # at least one patch

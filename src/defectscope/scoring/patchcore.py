@@ -51,10 +51,10 @@ def top_mean(distances: np.ndarray, top_fraction: float) -> float:
     >>> top_mean(np.array([0.0, 1.0, 2.0, 9.0]), 0.5)
     5.5
     """
-    flat = np.asarray(distances, dtype=np.float64).ravel()
-    k = max(1, int(round(top_fraction * flat.size)))
+    k = max(1, int(round(top_fraction * distances.size)))
     if k == 1:
-        return float(flat.max())
+        return float(distances.max())
+    flat = np.asarray(distances, dtype=np.float64).ravel()
     return float(np.partition(flat, flat.size - k)[flat.size - k:].mean())
 
 
