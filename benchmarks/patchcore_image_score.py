@@ -161,7 +161,10 @@ def main(argv=None) -> int:
             parser.error(f"--rows {args.rows}: no such file (write one with --json)")
         print_tables(json.loads(args.rows.read_text()))
         return 0
-    options = json.loads(args.options)
+    try:
+        options = json.loads(args.options)
+    except json.JSONDecodeError as error:
+        parser.error(f"--options is not JSON ({error}): e.g. '{json.dumps(DEFAULT_OPTIONS)}'")
     print(f"# {' '.join(sys.argv)}\n# machine: {platform.platform()}, Python "
           f"{platform.python_version()}", flush=True)
     rows = []
