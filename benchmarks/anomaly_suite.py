@@ -19,9 +19,11 @@ any ``--data NAME=DIR`` in the MVTec AD layout.
 
     .venv/bin/python benchmarks/anomaly_suite.py [--models patchcore padim] [--datasets ...]
         [--data NAME=DIR] [--options JSON] [--tune auto|off] [--threshold-rule RULE]
-        [--subsample N] [--json OUT.json]
+        [--subsample N] [--json OUT.json] [--scores SCORES.json]
 
 ``--tune off --threshold-rule good_quantile`` reproduces the behaviour before self-tuning.
+``--scores FILE`` also writes every run's calibration scores (good, real and synthetic defect,
+as the bundle keeps them) and test scores, for ``benchmarks/threshold_rules.py``.
 
 Figures are single runs on whatever machine runs this (printed); on a shared 2-core machine
 fit times move with the load.
@@ -164,6 +166,9 @@ def run_one(name: str, root: Path, model: str, options: dict, subsample: int,
         "candidates": [{k: row.get(k) for k in ("candidate", "image_auroc", "pixel_auroc",
                                                  "seconds", "skipped") if row.get(k) is not None}
                        for row in (tuning or {}).get("candidates", [])],
+        "scores": {"calibration": bundle.info.get("calibration_scores"),
+                   "test": [r.score for r in records],
+                   "test_defect": [r.label != "good" for r in records]},
     }
 
 
@@ -207,6 +212,9 @@ def main(argv=None) -> int:
                         help="take a seeded share F of the test defects out of the test split")
     parser.add_argument("--use-defects", action="store_true",
                         help="and give them to training as train --defects DIR does")
+    parser.add_argument("--scores", type=Path,
+                        help="write each run's validation, synthetic and test scores here "
+                             "(for benchmarks/threshold_rules.py)")
     parser.add_argument("--one", nargs=3, metavar=("NAME", "ROOT", "MODEL"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     options = json.loads(args.options)
@@ -226,7 +234,7 @@ def main(argv=None) -> int:
     print(f"# {' '.join([Path(sys.argv[0]).name] + (argv or sys.argv[1:]))}")
     print(f"# machine: {platform.platform()}, {os.cpu_count()} cores, Python "
           f"{platform.python_version()}")
-    rows = []
+    rows, scores = [], []
     for name, root in datasets.items():
         if not root.exists():
             print(f"# {name}: {root} absent, skipped")
@@ -244,12 +252,14 @@ def main(argv=None) -> int:
                 print(f"# {name} {model}: failed: {tail[0]}", flush=True)
                 continue
             row = json.loads(done.stdout.strip().splitlines()[-1])
+            scores.append({"dataset": name, "model": model, **row.pop("scores")})
             rows.append(row)
             print("# " + json.dumps(row), flush=True)
     print_table([r for r in rows if "error" not in r])
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(rows, indent=1))
+    for path, content in ((args.json, rows), (args.scores, scores)):
+        if path:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(content, indent=1))
     return 0
 
 

@@ -3,8 +3,10 @@
 Layout of a bundle folder::
 
     bundle.json            model name and config, preprocessing, threshold and its calibration
-                           record, dataset version, backbone weight hash, library version,
-                           metrics, reference scores, and the sha256 of every other file
+                           record (anomaly models: with the validation scores it was calibrated
+                           on, ``calibration_scores``), dataset version, backbone weight hash,
+                           library version, metrics, reference scores, and the sha256 of every
+                           other file
     tensors.safetensors    every learned tensor (backbone trunk included): no pickle anywhere
     manifest.json          the dataset manifest the model was trained from, with its splits
     references/*.png       a few images and the scores the trained model gave them, so an

@@ -99,6 +99,16 @@ def test_unknown_names_and_options_are_refused():
         create_model("patchcore", top_fraction=1.5)
     with pytest.raises(ConfigError, match="square"):
         create_model("padim", resize="keep_aspect")
+    with pytest.raises(ConfigError, match=r"\['block\.3'\] are not stages of efficientnet_lite0"):
+        create_model("padim", layers=["blocks.2", "block.3"])  # refused before any work
+
+
+def test_layers_given_as_text_are_a_comma_separated_list():
+    # --set layers=blocks.2,blocks.3 arrives as one string, not a list of characters
+    assert create_model("patchcore", layers="blocks.2, blocks.3").config.layers == (
+        "blocks.2", "blocks.3")
+    assert create_model("patchcore", layers="blocks.3").layers == ("blocks.3",)
+    assert create_model("patchcore").layers == ("blocks.2", "blocks.4")  # the backbone default
 
 
 def test_fit_without_images_is_a_clear_error():

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from defectscope.bundle import load_bundle
 from defectscope.data.images.importers import import_folder, import_mvtec
+from defectscope.evaluation.thresholds import calibrate_threshold
 from defectscope.errors import ConfigError, DefectscopeError
 from defectscope.training.anomaly import prepare_splits, train_anomaly
 
@@ -46,6 +48,21 @@ def test_folder_dataset_gets_a_70_15_15_split_and_balanced_calibration(tmp_path)
     assert result.calibration.achieved_false_reject_rate <= 0.2
     assert result.calibration.unsure_band is None  # 4 good validation images: too few
     assert result.model.unsure_band == 0.05 and "too few" in result.calibration.unsure_note
+
+
+def test_the_bundle_keeps_the_scores_its_threshold_was_calibrated_on(tiny_mvtec, tmp_path):
+    manifest = import_mvtec(tiny_mvtec).manifest
+    result = train_anomaly(manifest, "patchcore", tmp_path / "m", options=FAST_OPTIONS,
+                           progress=False, tune="off")
+    kept = load_bundle(tmp_path / "m").info["calibration_scores"]
+    cal = result.calibration
+    assert (len(kept["good"]), len(kept["defect"]), len(kept["synthetic"])) == (
+        cal.n_good, cal.n_defect, cal.n_synthetic)
+    assert cal.n_synthetic > 0  # good-only validation: synthetic defects weigh in
+    scores = kept["good"] + kept["defect"]
+    again = calibrate_threshold(scores, [False] * cal.n_good + [True] * cal.n_defect,
+                                synthetic_scores=kept["synthetic"], auto_with_defects="balanced")
+    assert again.rule == cal.rule and again.threshold == cal.threshold
 
 
 def test_failed_training_leaves_no_model_folder(tiny_mvtec, tmp_path):

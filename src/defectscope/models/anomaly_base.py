@@ -52,7 +52,12 @@ class AnomalyConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        get_backbone_spec(self.backbone)  # unknown backbone -> ConfigError listing known ones
+        spec = get_backbone_spec(self.backbone)  # unknown backbone -> ConfigError listing known
+        unknown = [layer for layer in self.layers if layer not in spec.stage_names]
+        if unknown:
+            raise ConfigError(f"layers {unknown} are not stages of {self.backbone}; choose "
+                              f"from {list(spec.stage_names)} (default "
+                              f"{list(spec.default_layers)})")
         if self.unsure_band is not None and not 0 <= self.unsure_band < 1:
             raise ConfigError(f"unsure_band {self.unsure_band} must be in [0, 1)")
         if self.batch_size < 1:
@@ -69,9 +74,11 @@ class AnomalyConfig:
 
 
 def make_config(config_class: type, options: Mapping[str, Any]):
-    """Build an anomaly config (``layers`` as a tuple; None means the backbone's default);
-    unknown or mistyped options are a ``ConfigError``."""
+    """Build an anomaly config (``layers`` as a tuple, or one comma-separated string; None
+    means the backbone's default); unknown or mistyped options are a ``ConfigError``."""
     values = dict(options)
+    if isinstance(values.get("layers"), str):  # --set layers=blocks.2,blocks.3
+        values["layers"] = [name.strip() for name in values["layers"].split(",") if name.strip()]
     if "layers" in values and values["layers"] is not None:
         values["layers"] = tuple(values["layers"])
     if values.get("layers") is None:

@@ -299,7 +299,9 @@ def train_anomaly(
     if hasattr(model, "memory_bank_"):
         metrics["memory_bank_size"] = int(model.memory_bank_.shape[0])
     extra: dict[str, Any] = {"tuning": tuning.to_dict() if tuning is not None
-                             else {"mode": tune}}
+                             else {"mode": tune},
+                             "calibration_scores": calibration_scores(scores, is_defect,
+                                                                      synthetic_scores)}
     if shard_summary is not None:
         extra["sharded_fit"] = {"shards": shard_summary.shards,
                                 "shard_sizes": list(shard_summary.shard_sizes),
@@ -308,6 +310,14 @@ def train_anomaly(
     out = save_bundle(model, out_dir, manifest=manifest, metrics=metrics, references=references,
                       extra=extra, overwrite=overwrite)
     return TrainResult(model, manifest, calibration, out, fit_seconds, tuple(messages), tuning)
+
+
+def calibration_scores(scores, is_defect, synthetic_scores) -> dict[str, list[float]]:
+    """The validation scores a threshold was calibrated on (good, real defect, synthetic
+    defect), kept in the bundle so another rule can be weighed later without a refit."""
+    scores, is_defect = np.asarray(scores, dtype=float), np.asarray(is_defect, dtype=bool)
+    return {"good": scores[~is_defect].tolist(), "defect": scores[is_defect].tolist(),
+            "synthetic": np.asarray(synthetic_scores, dtype=float).ravel().tolist()}
 
 
 def _references(model, manifest: Manifest, val) -> list[Reference]:
