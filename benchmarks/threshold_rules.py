@@ -56,7 +56,8 @@ def replay(run: dict, rule: str, target: float | None) -> dict:
     best = f1_max(scores, is_defect)[0]
     return {"recall": recall, "false_reject_rate": false_rejects, "f1": f1,
             "f1_ratio": f1 / best if best else 0.0, "youden_j": recall - false_rejects,
-            "chosen_rule": calibration.rule, "n_good": calibration.n_good}
+            "chosen_rule": calibration.rule, "n_good": calibration.n_good,
+            "median_good": (float(np.median(kept["good"])), float(np.median(scores[~is_defect])))}
 
 
 def main(argv=None) -> int:
@@ -77,9 +78,9 @@ def main(argv=None) -> int:
     if not runs:
         parser.error("no runs with stored scores in the files given")
     print(f"# {' '.join([Path(sys.argv[0]).name] + (argv or sys.argv[1:]))}")
-    print("| rule | source | dataset | model | goods | recall | false rejects | F1 / F1-max "
-          "| Youden J |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| rule | source | dataset | model | goods | median good score val / test | recall "
+          "| false rejects | F1 / F1-max | Youden J |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     summary = []
     for text in args.rules:
         rule, target = parse_rule(text)
@@ -89,7 +90,8 @@ def main(argv=None) -> int:
             parser.error(f"rule {text!r}: {error}")
         for run, row in zip(runs, rows):
             print(f"| {text} | {run['source']} | {run['dataset']} | {run['model']} | "
-                  f"{row['n_good']} | {row['recall']:.3f} | {row['false_reject_rate']:.3f} | "
+                  f"{row['n_good']} | {row['median_good'][0]:.4g} / {row['median_good'][1]:.4g} | "
+                  f"{row['recall']:.3f} | {row['false_reject_rate']:.3f} | "
                   f"{row['f1_ratio']:.3f} | {row['youden_j']:.3f} |")
         summary.append((text, rows))
     print("\n| rule | mean recall | mean false rejects | mean F1 / F1-max | lowest F1 / F1-max "
