@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from defectscope.errors import DataError
-from defectscope.tuning.synthetic import STRENGTHS, blend, synthetic_defects
+from defectscope.data.images.synthesize import KINDS
+from defectscope.tuning.synthetic import STRENGTHS, blend, described_defects, synthetic_defects
 
 
 def test_masks_are_exactly_the_changed_pixels(good_images):
@@ -34,3 +35,14 @@ def test_seeded_and_deterministic(good_images):
 def test_no_goods_is_a_clear_error():
     with pytest.raises(DataError, match="at least one good image"):
         synthetic_defects([], 3)
+
+
+def test_described_defects_are_the_same_defects_with_their_kind_and_strength(good_images):
+    plain = synthetic_defects(good_images[:3], 9, seed=1)
+    described = described_defects(good_images[:3], 9, seed=1)
+    assert all(np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+               for a, b in zip(plain, described))
+    assert {kind for _, _, kind, _ in described} <= set(KINDS)
+    # round-robin over the strengths, 1.0 where a faint blend kept the full change
+    assert all(strength in (STRENGTHS[i % len(STRENGTHS)], 1.0)
+               for i, (_, _, _, strength) in enumerate(described))

@@ -31,19 +31,28 @@ def synthetic_defects(goods: Sequence[np.ndarray], n: int, seed: int = 0,
                       kinds: Sequence[str] = KINDS) -> list[tuple[np.ndarray, np.ndarray]]:
     """``n`` (defective image, bool mask) pairs made from ``goods`` (RGB uint8), round-robin over
     the images and the strengths; another good image is the source of pasted texture."""
+    return [(image, mask) for image, mask, _, _ in described_defects(goods, n, seed, kinds)]
+
+
+def described_defects(goods: Sequence[np.ndarray], n: int, seed: int = 0,
+                      kinds: Sequence[str] = KINDS
+                      ) -> list[tuple[np.ndarray, np.ndarray, str, float]]:
+    """``synthetic_defects`` with each defect's kind and blend strength (1.0 where a faint blend
+    kept the full change): (image, mask, kind, strength)."""
     if not len(goods):
         raise DataError("synthetic defects need at least one good image")
     rng = np.random.default_rng(seed)
-    pairs = []
+    described = []
     for i in range(n):
         base = goods[i % len(goods)]
         source = goods[(i + 1) % len(goods)] if len(goods) > 1 else base
         if source.shape != base.shape:
             source = base
-        defective, _, _ = synthesize_defect(base, rng, [source], kinds)
-        image = blend(base, defective, STRENGTHS[i % len(STRENGTHS)])
+        defective, _, kind = synthesize_defect(base, rng, [source], kinds)
+        strength = STRENGTHS[i % len(STRENGTHS)]
+        image = blend(base, defective, strength)
         mask = (image != base).any(axis=2)
         if mask.sum() < 4:  # a faint blend of a faint change: keep the full change instead
-            image, mask = defective, (defective != base).any(axis=2)
-        pairs.append((image, mask))
-    return pairs
+            image, mask, strength = defective, (defective != base).any(axis=2), 1.0
+        described.append((image, mask, kind, strength))
+    return described
