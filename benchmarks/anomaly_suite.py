@@ -217,7 +217,13 @@ def main(argv=None) -> int:
                              "(for benchmarks/threshold_rules.py)")
     parser.add_argument("--one", nargs=3, metavar=("NAME", "ROOT", "MODEL"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    options = json.loads(args.options)
+    try:
+        options = json.loads(args.options)
+    except json.JSONDecodeError as error:
+        parser.error(f"--options is not JSON ({error}): e.g. '{{\"top_fraction\": 0.01}}'")
+    for path in (args.json, args.scores):
+        if path is not None and path.is_dir():
+            parser.error(f"{path} is a folder; give a file to write (checked before the runs)")
     if args.one:
         name, root, model = args.one
         print(json.dumps(run_one(name, Path(root), model, options, args.subsample, args.tune,

@@ -39,7 +39,7 @@ def parse_rule(text: str) -> tuple[str, float | None]:
 
 def replay(run: dict, rule: str, target: float | None) -> dict:
     """The threshold ``rule`` calibrates on ``run``'s stored scores, judged on its test scores."""
-    from defectscope.evaluation.metrics import f1_max
+    from defectscope.evaluation.metrics import confusion_at, f1_max
     from defectscope.evaluation.thresholds import calibrate_threshold
 
     kept = run["calibration"]
@@ -48,14 +48,11 @@ def replay(run: dict, rule: str, target: float | None) -> dict:
         rule=rule, target=target, synthetic_scores=kept["synthetic"],
         auto_with_defects="balanced")
     scores, is_defect = np.asarray(run["test"]), np.asarray(run["test_defect"], dtype=bool)
-    rejected = scores >= calibration.threshold
-    recall = float(np.mean(rejected[is_defect]))
-    false_rejects = float(np.mean(rejected[~is_defect]))
-    caught = int(np.sum(rejected & is_defect))
-    f1 = 2 * caught / (int(rejected.sum()) + int(is_defect.sum()))
+    counts = confusion_at(scores, is_defect, calibration.threshold)
     best = f1_max(scores, is_defect)[0]
-    return {"recall": recall, "false_reject_rate": false_rejects, "f1": f1,
-            "f1_ratio": f1 / best if best else 0.0, "youden_j": recall - false_rejects,
+    return {"recall": counts.recall, "false_reject_rate": counts.false_reject_rate,
+            "f1": counts.f1, "f1_ratio": counts.f1 / best if best else 0.0,
+            "youden_j": counts.recall - counts.false_reject_rate,
             "chosen_rule": calibration.rule, "n_good": calibration.n_good,
             "median_good": (float(np.median(kept["good"])), float(np.median(scores[~is_defect])))}
 
