@@ -225,6 +225,9 @@ def load_bundle(model_dir: str | os.PathLike[str]) -> Bundle:
         # ...and before preprocessing steps existed, without automatic tiling of large images.
         if "steps" in config_fields:
             config.setdefault("steps", [{"name": "tile", "mode": "off"}])
+        # ...and before PatchCore's second scale existed, with one scale.
+        if "context_downscale" in config_fields:
+            config.setdefault("context_downscale", 1)
         model = create_model(info["model"]["name"], **config)
         arrays = load_file(str(model_dir / TENSORS))
         weights = WeightsSource(**info["weights"])

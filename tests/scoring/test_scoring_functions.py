@@ -44,6 +44,27 @@ def test_patchcore_image_score_is_the_mean_of_the_worst_patches(rng):
     assert top_four < worst_only
 
 
+def test_two_scale_map_measures_the_fine_half_against_the_jointly_nearest_entry(rng):
+    from defectscope.scoring.heads import build_scorer
+
+    bank = rng.standard_normal((300, 8)).astype(np.float32)
+    index = NearestNeighbours.from_bank(bank)
+    _, neighbours = index.search(bank, 3)
+    embeddings = rng.standard_normal((1, 8, 4, 5)).astype(np.float32)
+    joint, joint_score = patchcore_scores(embeddings, index, bank, neighbours)
+    grid, score = patchcore_scores(embeddings, index, bank, neighbours, map_dims=4)
+    patches = embeddings[0].transpose(1, 2, 0).reshape(-1, 8).astype(np.float64)
+    nearest = np.sqrt(((patches[:, None] - bank[None]) ** 2).sum(-1)).argmin(1)
+    expected = np.linalg.norm(patches[:, :4] - bank[nearest, :4], axis=1).reshape(4, 5)
+    np.testing.assert_allclose(grid, expected, rtol=1e-4, atol=1e-4)
+    assert grid.dtype == np.float32
+    assert np.all(grid <= joint + 1e-5) and not np.allclose(grid, joint)
+    assert score == pytest.approx(joint_score)  # the image score stays the joint distance's
+    arrays = {"nn_index": index.to_array(), "memory_bank": bank, "bank_neighbours": neighbours}
+    saved = build_scorer("patchcore", arrays, {"context_downscale": 2})(embeddings)[0]
+    np.testing.assert_allclose(saved, grid, rtol=1e-5)
+
+
 def test_top_mean_damps_a_lone_outlier_but_keeps_an_extended_defect():
     from defectscope.scoring.patchcore import top_mean
 

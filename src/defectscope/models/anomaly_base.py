@@ -99,15 +99,15 @@ def _batches(arrays: Iterable[np.ndarray], batch_size: int) -> Iterator[list[np.
 
 
 class Embedder(nn.Module):
-    """``model._embed(model.extractor_(x))`` as one module: the anomaly models' network."""
+    """``model._embed_input(x)`` as one module: the anomaly models' network."""
 
     def __init__(self, model: "AnomalyModel") -> None:
         super().__init__()
-        self.extractor = model.extractor_
-        self._embed = model._embed
+        self.extractor = model.extractor_  # registered here, so export and eval() see it
+        self._embed_input = model._embed_input
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._embed(self.extractor(x))
+        return self._embed_input(x)
 
 
 class AnomalyModel(InspectionModel):
@@ -144,6 +144,10 @@ class AnomalyModel(InspectionModel):
         return hasattr(self, "extractor_")
 
     # -- hooks for subclasses ------------------------------------------------------------------
+    def _embed_input(self, x: torch.Tensor) -> torch.Tensor:
+        """A preprocessed batch -> patch embeddings: the backbone once, then ``_embed``."""
+        return self._embed(self.extractor_(x))
+
     def _embed(self, features: list[torch.Tensor]) -> torch.Tensor:
         raise NotImplementedError
 
@@ -210,7 +214,7 @@ class AnomalyModel(InspectionModel):
                 tensor = torch.from_numpy(np.stack(batch)).contiguous(
                     memory_format=torch.channels_last
                 )
-                self._add_embeddings(self._embed(self.extractor_(tensor)))
+                self._add_embeddings(self._embed_input(tensor))
                 del tensor
                 release_free_memory()  # see defectscope.memory: the heap otherwise keeps it
                 count += len(batch)

@@ -1,7 +1,10 @@
 """PatchCore (Roth et al., 2022): a memory bank of normal patch features, nearest-neighbour scores.
 
 - Patch features from two backbone stages, each averaged over its 5 x 5 neighbourhood (local
-  context), the deeper one upsampled to the shallower one's grid, concatenated.
+  context), the deeper one upsampled to the shallower one's grid, concatenated. With
+  ``context_downscale`` (2 in the tuner's two-scale candidate) the same is computed on the input
+  shrunk by that factor, with a wider window, and its features join each patch's: every patch
+  then carries the fine detail of the full input and the wider view of the small one.
 - The bank is a greedy k-center coreset of all training patches, selected while streaming
   (``StreamingCoreset``): bounded memory, linear time.
 - A patch's score is its distance to the nearest bank entry (``NearestNeighbours``: an exact
@@ -49,6 +52,11 @@ class PatchCoreConfig(AnomalyConfig):
     threshold catching too few defects (F1 below 0.8 x F1-max), so it is an option, not yet the
     default. Larger shares score the real test splits higher still, because their defective
     parts differ beyond the labelled defect, but bury a defect that is the only difference.
+
+    ``context_downscale``: above 1, every patch feature also carries the features of the input
+    shrunk by this factor, each averaged over ``context_neighbourhood`` x ``context_neighbourhood``
+    cells of its own grid (so a 256 px input with factor 2 sees what a 128 px input with a 5 x 5
+    neighbourhood sees, at the 256 px grid). 1: one scale.
     """
 
     resize: str = "keep_aspect"
@@ -60,6 +68,8 @@ class PatchCoreConfig(AnomalyConfig):
     neighbourhood: int = 5
     reweight_neighbours: int = 9
     top_fraction: float = 0.0
+    context_downscale: int = 1
+    context_neighbourhood: int = 5
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -69,6 +79,12 @@ class PatchCoreConfig(AnomalyConfig):
             raise ConfigError("neighbourhood must be an odd number >= 1")
         if self.reweight_neighbours < 1:
             raise ConfigError("reweight_neighbours must be >= 1")
+        if not isinstance(self.context_downscale, int) or self.context_downscale < 1:
+            raise ConfigError(f"context_downscale {self.context_downscale!r} must be a whole "
+                              "number >= 1: the input is also embedded shrunk by this factor "
+                              "(1: not)")
+        if self.context_neighbourhood < 1 or self.context_neighbourhood % 2 == 0:
+            raise ConfigError("context_neighbourhood must be an odd number >= 1")
         if not 0 <= self.top_fraction <= 1:
             raise ConfigError(f"top_fraction {self.top_fraction} must be in [0, 1]: the share "
                               "of the worst patches whose mean is the image score (0: the worst)")
@@ -95,6 +111,19 @@ class PatchCore(AnomalyModel):
 
     def _embed(self, features: list[torch.Tensor]) -> torch.Tensor:
         return aggregate_patches(features, self.config.neighbourhood)
+
+    def _embed_input(self, x: torch.Tensor) -> torch.Tensor:
+        """The patch embeddings of ``x``, joined by those of ``x`` shrunk ``context_downscale``
+        times (box average) and brought to the same grid, when that factor is above 1."""
+        embeddings = self._embed(self.extractor_(x))
+        factor = self.config.context_downscale
+        if factor == 1:
+            return embeddings
+        small = F.avg_pool2d(x, factor, ceil_mode=True)
+        context = aggregate_patches(self.extractor_(small), self.config.context_neighbourhood)
+        context = F.interpolate(context, size=embeddings.shape[-2:], mode="bilinear",
+                                align_corners=False)
+        return torch.cat([embeddings, context], dim=1)
 
     def _start_fit(self) -> None:
         c = self.config
@@ -140,7 +169,7 @@ class PatchCore(AnomalyModel):
 
     def _scorer(self) -> Scorer:
         return patchcore_scorer(self.index_, self.memory_bank_, self.bank_neighbours_,
-                                self.config.top_fraction)
+                                self.config.top_fraction, self.config.context_downscale > 1)
 
     def _learned_arrays(self) -> dict[str, np.ndarray]:
         return {

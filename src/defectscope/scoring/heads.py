@@ -101,12 +101,15 @@ class Head:
 def build_scorer(name: str, arrays: Mapping[str, np.ndarray],
                  config: Mapping[str, Any] | None = None) -> Scorer:
     """The patch scoring of a saved ``patchcore`` or ``padim`` over its arrays and config (a
-    PatchCore bundle saved before ``top_fraction`` existed scores by its largest patch)."""
+    PatchCore bundle saved before ``top_fraction`` existed scores by its largest patch, one
+    saved before ``context_downscale`` has one scale)."""
+    config = config or {}
     if name == "patchcore":
         index = NearestNeighbours.from_array(bundle_array(arrays, "nn_index", name))
         return patchcore_scorer(index, bundle_array(arrays, "memory_bank", name),
                                 bundle_array(arrays, "bank_neighbours", name),
-                                float((config or {}).get("top_fraction", 0.0)))
+                                float(config.get("top_fraction", 0.0)),
+                                int(config.get("context_downscale", 1)) > 1)
     if name == "padim":
         grid = bundle_array(arrays, "grid", name)
         return padim_scorer(bundle_array(arrays, "mean", name),
@@ -116,10 +119,14 @@ def build_scorer(name: str, arrays: Mapping[str, np.ndarray],
 
 
 def patchcore_scorer(index: NearestNeighbours, bank: np.ndarray, neighbours: np.ndarray,
-                     top_fraction: float = 0.0) -> Scorer:
+                     top_fraction: float = 0.0, two_scales: bool = False) -> Scorer:
+    """``two_scales``: the bank's rows are the full input's channels, then the shrunk input's
+    as many again; the map measures the first half (see ``patchcore_scores``)."""
     bank = np.ascontiguousarray(bank, dtype=np.float32)
     neighbours = np.asarray(neighbours, dtype=np.int64)
-    return lambda embeddings: patchcore_scores(embeddings, index, bank, neighbours, top_fraction)
+    map_dims = bank.shape[1] // 2 if two_scales else 0
+    return lambda embeddings: patchcore_scores(embeddings, index, bank, neighbours, top_fraction,
+                                               map_dims)
 
 
 def padim_scorer(mean: np.ndarray, inverse: np.ndarray, grid: tuple[int, int]) -> Scorer:

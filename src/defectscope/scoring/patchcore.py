@@ -22,12 +22,20 @@ def patchcore_scores(
     bank: np.ndarray,
     bank_neighbours: np.ndarray,
     top_fraction: float = 0.0,
+    map_dims: int = 0,
 ) -> tuple[np.ndarray, float]:
     """One image's embeddings (1 x D x h x w) -> patch distances (h x w) and the image score.
 
     The image score is ``top_mean`` of the patch distances (the largest alone when
     ``top_fraction`` is 0), re-weighted by how isolated the worst patch's nearest bank entry is
     (``reweight``).
+
+    ``map_dims`` (0: all): the returned grid measures only the first ``map_dims`` channels, each
+    patch against its nearest bank entry over all channels. For two-scale embeddings (the full
+    input's channels first, the shrunk input's after) the wider view picks which normal patch
+    to compare with, and the full input's detail says how far the patch is from it: the map
+    stays as sharp as one scale's, where the joint distance would blur it with the coarse
+    half's wider view.
     """
     _, dims, height, width = embeddings.shape
     patches = np.ascontiguousarray(embeddings[0].transpose(1, 2, 0).reshape(-1, dims))
@@ -37,7 +45,10 @@ def patchcore_scores(
         refine_worst(patches, distances, indices, index)
     worst = int(np.argmax(distances))
     weight = reweight(patches[worst], int(indices[worst]), bank, bank_neighbours)
-    return distances.reshape(height, width), top_mean(distances, top_fraction) * weight
+    score = top_mean(distances, top_fraction) * weight
+    if 0 < map_dims < dims:
+        distances = np.linalg.norm(patches[:, :map_dims] - bank[indices, :map_dims], axis=1)
+    return distances.reshape(height, width).astype(np.float32, copy=False), score
 
 
 def top_mean(distances: np.ndarray, top_fraction: float) -> float:
