@@ -1,7 +1,6 @@
 """The tuner: picks the best candidate on its validation set, keeps the user's options, and
 returns the best so far (saying so) when the budget runs out."""
 
-import numpy as np
 import pytest
 
 from defectscope.errors import ConfigError
@@ -58,15 +57,17 @@ def test_candidates_never_override_user_options():
     for candidate in candidates_for("patchcore", {"neighbourhood": 7}):
         assert candidate.options["neighbourhood"] == 7
     # the user fixed everything the candidates vary: nothing left to tune
-    assert candidates_for("patchcore", {"image_size": 128, "max_side": 256, "neighbourhood": 5,
-                                        "context_downscale": 1}) == []
+    assert candidates_for("patchcore", {"image_size": 128, "max_side": 256,
+                                        "neighbourhood": 5}) == []
     assert candidates_for("classifier", {}) == []
 
 
-def test_patchcore_candidates_span_one_small_scale_and_two_scales():
-    candidates = candidates_for("patchcore", {})
-    assert [c.options.get("context_downscale", 1) for c in candidates] == [1, 2]
-    assert candidates[0].options["image_size"] < candidates[1].options["image_size"]
+def test_a_second_scale_the_user_asks_for_joins_every_candidate():
+    candidates = candidates_for("patchcore", {"context_downscale": 2})
+    assert len(candidates) >= 2
+    assert len({c.options["image_size"] for c in candidates}) == len(candidates)
+    for candidate in candidates:  # the tuner varies resolution; the second scale stays on
+        assert create_model("patchcore", **candidate.options).config.context_downscale == 2
 
 
 def test_large_images_add_a_tiling_candidate_only_for_patchcore():

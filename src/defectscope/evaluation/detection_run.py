@@ -117,7 +117,7 @@ def evaluate_detection_bundle(bundle, dataset: DetectionDataset, split: str = "t
         "model_path": str(bundle.path), "trained_on_dataset_version": bundle.dataset_version,
         "evaluated_dataset_version": dataset.version_id, "split": scored,
         "n_left_out_seen_in_training": left_out, "threshold": threshold,
-        "notes": ([f"the dataset has no splits: every image the model did not train or "
+        "notes": (["the dataset has no splits: every image the model did not train or "
                    "calibrate on was scored"] if scored == UNSPLIT else []),
         "calibration": bundle.info.get("calibration", {}), "n_images": len(samples),
         "map50": boxes.pop("map50"), "map50_95": boxes.pop("map50_95"),

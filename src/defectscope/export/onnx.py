@@ -249,7 +249,7 @@ def _certify(bundle, runtime: RuntimeModel, references: list[Reference],
                           f"from the trained model: {describe(failed)}; nothing was written")
     bad_sizes = [row for row in sizes if not row["ok"]]
     if bad_sizes:
-        raise ParityError(prefix + f"the exported model disagrees with torch at input sizes "
+        raise ParityError(prefix + "the exported model disagrees with torch at input sizes "
                           + ", ".join(f"{row['input_size']} (torch {row['torch']:.6g}, "
                                       f"{prefix[:-2] or 'onnx'} {row['onnx']:.6g})"
                                       for row in bad_sizes)
@@ -262,7 +262,7 @@ def _certify(bundle, runtime: RuntimeModel, references: list[Reference],
     bad_boxes = [(c, row) for c, row in zip(checks, boxes) if row and not (
         row["box_max_abs_diff"] <= BOX_TOLERANCE_PX and row["confidence_max_abs_diff"] <= limit)]
     if bad_boxes:
-        raise ParityError(prefix + f"the exported model's detections differ from torch's on "
+        raise ParityError(prefix + "the exported model's detections differ from torch's on "
                           "reference images " + ", ".join(
                               f"{c.source} (box {row['box_max_abs_diff']:.3g} px, confidence "
                               f"{row['confidence_max_abs_diff']:.3g})" for c, row in bad_boxes)

@@ -2,7 +2,7 @@
 
 - Patch features from two backbone stages, each averaged over its 5 x 5 neighbourhood (local
   context), the deeper one upsampled to the shallower one's grid, concatenated. With
-  ``context_downscale`` (2 in the tuner's two-scale candidate) the same is computed on the input
+  ``context_downscale`` (an option: 1, one scale, by default) the same is computed on the input
   shrunk by that factor, with a wider window, and its features join each patch's: every patch
   then carries the fine detail of the full input and the wider view of the small one.
 - The bank is a greedy k-center coreset of all training patches, selected while streaming
