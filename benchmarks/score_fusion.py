@@ -56,16 +56,9 @@ def fuse(runs: list[dict]) -> dict:
 
 def at_default_threshold(run: dict) -> float:
     """F1 / F1-max at the threshold rule ``auto`` calibrates on ``run``'s validation scores."""
-    from defectscope.evaluation.metrics import confusion_at, f1_max
-    from defectscope.evaluation.thresholds import calibrate_threshold
+    from threshold_rules import replay  # beside this script
 
-    kept = run["calibration"]
-    calibration = calibrate_threshold(
-        kept["good"] + kept["defect"], [False] * len(kept["good"]) + [True] * len(kept["defect"]),
-        rule="auto", synthetic_scores=kept["synthetic"], auto_with_defects="balanced")
-    scores, is_defect = np.asarray(run["test"]), np.asarray(run["test_defect"], dtype=bool)
-    best = f1_max(scores, is_defect)[0]
-    return confusion_at(scores, is_defect, calibration.threshold).f1 / best if best else 0.0
+    return replay(run, "auto", None)["f1_ratio"]
 
 
 def main(argv=None) -> int:
