@@ -38,20 +38,20 @@ def fuse(runs: list[dict]) -> dict:
     """One dataset's runs (one per setting) -> a run of the summed standardised scores."""
     first = runs[0]
     for run in runs[1:]:
-        if run["test_defect"] != first["test_defect"] or \
-                len(run["calibration"]["synthetic"]) != len(first["calibration"]["synthetic"]):
+        if run["test_defect"] != first["test_defect"] or any(
+                len(run["calibration"][key]) != len(first["calibration"][key])
+                for key in ("good", "defect", "synthetic")):
             raise SystemExit(f"score_fusion.py: error: {first['dataset']}: the runs do not score "
                              "the same test and validation images")
-    total = {"test": 0.0, "good": 0.0, "defect": 0.0, "synthetic": 0.0}
-    for run in runs:
-        good = run["calibration"]["good"]
-        total["test"] = total["test"] + standardise(run["test"], good)
-        for key in ("good", "defect", "synthetic"):
-            total[key] = total[key] + standardise(run["calibration"][key], good)
-    return {"dataset": first["dataset"], "test": list(total["test"]),
+
+    def summed(values_of) -> list[float]:
+        return np.sum([standardise(values_of(run), run["calibration"]["good"]) for run in runs],
+                      axis=0).tolist()
+
+    return {"dataset": first["dataset"], "test": summed(lambda run: run["test"]),
             "test_defect": first["test_defect"],
-            "calibration": {key: list(np.atleast_1d(total[key])) if len(first["calibration"][key])
-                            else [] for key in ("good", "defect", "synthetic")}}
+            "calibration": {key: summed(lambda run: run["calibration"][key])
+                            for key in ("good", "defect", "synthetic")}}
 
 
 def at_default_threshold(run: dict) -> float:
@@ -68,7 +68,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if len(args.settings) < 2:
         parser.error("give at least two settings to fuse")
-    from sklearn.metrics import roc_auc_score
+    from defectscope.evaluation.metrics import auroc
 
     by_setting = {}
     for text in args.settings:
@@ -79,6 +79,8 @@ def main(argv=None) -> int:
             rows = json.loads(Path(path).read_text())
         except (OSError, ValueError) as error:
             parser.error(f"{path}: not a readable scores file ({error})")
+        if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
+            parser.error(f"{path}: not an anomaly_suite.py --scores file (a list of runs)")
         by_setting[label] = {row["dataset"]: row for row in rows
                              if row.get("test") and row.get("calibration")}
     labels = list(by_setting)
@@ -96,8 +98,8 @@ def main(argv=None) -> int:
         runs = [by_setting[label][dataset] for label in labels]
         fused = fuse(runs)
         is_defect = np.asarray(fused["test_defect"], dtype=bool)
-        single = [roc_auc_score(is_defect, run["test"]) for run in runs]
-        combined = roc_auc_score(is_defect, fused["test"])
+        single = [auroc(run["test"], is_defect) for run in runs]
+        combined = auroc(fused["test"], is_defect)
         ratios = [at_default_threshold(run) for run in runs] + [at_default_threshold(fused)]
         table.append(single + [combined, max(single) - combined] + ratios)
         print(f"| {dataset} | " + " | ".join(f"{v:.3f}" for v in single)
