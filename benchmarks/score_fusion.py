@@ -12,9 +12,10 @@ images in every run of one dataset, so their scores add up one to one).
 
     .venv/bin/python benchmarks/score_fusion.py \\
         "128 n5=benchmarks/results/anomaly-suite-1204-patchcore-fixed-128n5-scores.json" \\
-        "256 n3=benchmarks/results/anomaly-suite-1204-patchcore-scores.json"
+        "256 n3=benchmarks/results/anomaly-suite-1204-final-scores.json"
 
-The input files are ``anomaly_suite.py --scores`` outputs of the same model on the same datasets.
+The input files are ``anomaly_suite.py --scores`` outputs on the same datasets; ``--model``
+(default patchcore) picks the rows of one model where a file holds several.
 """
 
 from __future__ import annotations
@@ -65,6 +66,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("settings", nargs="+", metavar="LABEL=SCORES.json",
                         help="two or more anomaly_suite.py --scores files, one per setting")
+    parser.add_argument("--model", default="patchcore",
+                        help="the model whose rows are read (a file may hold several)")
     args = parser.parse_args(argv)
     if len(args.settings) < 2:
         parser.error("give at least two settings to fuse")
@@ -81,12 +84,12 @@ def main(argv=None) -> int:
             parser.error(f"{path}: not a readable scores file ({error})")
         if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
             parser.error(f"{path}: not an anomaly_suite.py --scores file (a list of runs)")
-        by_setting[label] = {row["dataset"]: row for row in rows
-                             if row.get("test") and row.get("calibration")}
+        by_setting[label] = {row["dataset"]: row for row in rows if row.get("model") == args.model
+                             and row.get("test") and row.get("calibration")}
     labels = list(by_setting)
     datasets = sorted(set.intersection(*(set(rows) for rows in by_setting.values())))
     if not datasets:
-        parser.error("the files share no dataset with stored scores")
+        parser.error(f"the files share no dataset with stored {args.model} scores")
     print(f"# {' '.join([Path(sys.argv[0]).name] + (argv or sys.argv[1:]))}")
     columns = ([f"image AUROC {label}" for label in labels]
                + ["image AUROC fused", "best alone minus fused"]
