@@ -15,6 +15,7 @@ is met; it prints each fold, the mean, the image-weighted mean and the worst fol
     python benchmarks/detection_deeppcb.py --cv --threads 2          # about 50 min on 2 cores
     python benchmarks/detection_deeppcb.py --subsample 200 --max-train-seconds 120  # quick look
     python benchmarks/detection_deeppcb.py --option epochs=16 --option crop_size=64
+    python benchmarks/detection_deeppcb.py --cv --variant test_flips=true   # same nets, TTA too
 
 Figures go to stdout and to benchmarks/results/detection-deeppcb.json (``-cv.json`` with
 ``--cv``; or ``--out``).
@@ -82,24 +83,12 @@ def _ap50_any_type(samples, predictions, threshold: float) -> float:
     return evaluate_detections(truth, found, ["defect"], score_threshold=threshold).map50
 
 
-def fit_and_test(dataset, train, test, options: dict, progress: bool = False,
-                 save: Path | None = None) -> dict:
-    """Fit on ``train`` (choosing the checkpoint and the confidence threshold on the model's own
-    group-aware selection slice of it), then score ``test``, read only here."""
+def _evaluate(model, dataset, selection, test) -> dict:
+    """The confidence threshold chosen on the selection slice, then the figures on ``test``."""
     import numpy as np
 
     from defectscope.evaluation.detection import evaluate_detections
-    from defectscope.models.reference import ReferenceComparison
 
-    model = ReferenceComparison(**options)
-    started = time.perf_counter()
-    model.fit(dataset.with_samples(train), progress=progress)
-    train_seconds = time.perf_counter() - started
-    if save:
-        from safetensors.numpy import save_file
-
-        save_file({k: np.ascontiguousarray(v) for k, v in model.arrays().items()}, str(save))
-    selection = model.selection_samples_
     found, _ = _predict(model, dataset, selection)
     threshold = _best_f1_threshold(selection, found, dataset.classes, evaluate_detections)
     predictions, milliseconds = _predict(model, dataset, test)
@@ -112,16 +101,56 @@ def fit_and_test(dataset, train, test, options: dict, progress: bool = False,
         "threshold": threshold, "threshold_rule": "box F1 max on the selection slice",
         "precision": report.precision, "recall": report.recall, "f1": report.f1,
         "image_recall": report.image_recall, "n_test_images": report.n_images,
-        "n_test_boxes": report.n_gt_boxes, "n_train_images": model.n_train_images_,
-        "n_selection_images": len(selection),
-        "selection_groups": sorted({s.group for s in selection}),
-        "train_seconds": round(train_seconds, 1),
+        "n_test_boxes": report.n_gt_boxes,
         "inference_ms_median": round(float(np.median(milliseconds)), 2),
         "inference_ms_p95": round(float(np.percentile(milliseconds, 95)), 2),
-        "options": model.config.to_dict(),
+    }
+
+
+def fit_and_test(dataset, train, test, options: dict, progress: bool = False,
+                 save: Path | None = None, variants: Sequence[dict] = ()) -> dict:
+    """Fit on ``train`` (choosing the checkpoint and the confidence threshold on the model's own
+    group-aware selection slice of it), then score ``test``, read only here. Each of
+    ``variants`` (inference options, e.g. ``{"test_flips": True}``) is scored too, with the same
+    network and its own threshold, under ``figures["variants"]``."""
+    import dataclasses
+
+    import numpy as np
+
+    from defectscope.models.reference import ReferenceComparison
+
+    model = ReferenceComparison(**options)
+    started = time.perf_counter()
+    model.fit(dataset.with_samples(train), progress=progress)
+    train_seconds = time.perf_counter() - started
+    if save:
+        from safetensors.numpy import save_file
+
+        save_file({k: np.ascontiguousarray(v) for k, v in model.arrays().items()}, str(save))
+    selection = model.selection_samples_
+    figures = _evaluate(model, dataset, selection, test)
+    figures.update({
+        "n_train_images": model.n_train_images_, "n_selection_images": len(selection),
+        "selection_groups": sorted({s.group for s in selection}),
+        "train_seconds": round(train_seconds, 1), "options": model.config.to_dict(),
         "training": {k: v for k, v in model.training_.items() if k != "history"},
         "history": model.training_["history"],
-    }
+    })
+    fitted_config, figures["variants"] = model.config, {}
+    for variant in variants:
+        model.config = dataclasses.replace(fitted_config, **variant)
+        figures["variants"][_variant_name(variant)] = _evaluate(model, dataset, selection, test)
+    model.config = fitted_config
+    return figures
+
+
+def _variant_name(variant: dict) -> str:
+    return ",".join(f"{k}={json.dumps(v)}" for k, v in sorted(variant.items()))
+
+
+def _variant(text: str) -> dict:
+    """``KEY=VALUE[,KEY=VALUE...]`` (JSON values) -> a dict of inference options."""
+    return dict(_option(part) for part in text.split(",") if part)
 
 
 def _print_figures(figures: dict) -> None:
@@ -133,10 +162,15 @@ def _print_figures(figures: dict) -> None:
           f"recall {figures['recall']:.4f}, image recall {figures['image_recall']:.4f}")
     print(f"training {figures['train_seconds']:.0f} s; inference "
           f"{figures['inference_ms_median']:.1f} ms per image (median, batch 1)", flush=True)
+    for name, variant in figures.get("variants", {}).items():
+        print(f"  {name}: mAP@0.5 {variant['map50']:.4f}, mAP@0.5:0.95 {variant['map50_95']:.4f}, "
+              f"AP@0.5 any type {variant['ap50_any_type']:.4f}, recall {variant['recall']:.4f}, "
+              f"precision {variant['precision']:.4f}, {variant['inference_ms_median']:.1f} ms "
+              "per image", flush=True)
 
 
 def leave_groups_out(dataset, options: dict, progress: bool = False,
-                     only: Sequence[str] = ()) -> dict:
+                     only: Sequence[str] = (), variants: Sequence[dict] = ()) -> dict:
     """One fold per group (a board scan): fit on every other group, score the one left out.
     Returns the per-fold figures and their mean and image-weighted mean."""
     import numpy as np
@@ -155,7 +189,7 @@ def leave_groups_out(dataset, options: dict, progress: bool = False,
         train = tuple(s for s in dataset.samples if s.group != group)
         test = tuple(s for s in dataset.samples if s.group == group)
         print(f"\n== fold: test {group} ({len(test)} pairs), train {len(train)} pairs", flush=True)
-        figures = fit_and_test(dataset, train, test, options, progress)
+        figures = fit_and_test(dataset, train, test, options, progress, variants=variants)
         figures["test_group"] = group
         _print_figures(figures)
         folds.append(figures)
@@ -179,6 +213,21 @@ def leave_groups_out(dataset, options: dict, progress: bool = False,
           f"{summary['train_seconds']['mean']:.0f} |")
     print(f"image-weighted mean mAP@0.5 {summary['map50']['weighted_mean']:.4f}; "
           f"worst fold {summary['map50']['min']:.4f}", flush=True)
+    summary["variants"] = {}
+    if variants:
+        print("\n| inference | mean mAP@0.5 | image-weighted | worst fold | mean AP@0.5 any type "
+              "| ms per image (median of folds) |")
+        print("|---|---|---|---|---|---|")
+    for name in [_variant_name(v) for v in variants]:
+        rows = [f["variants"][name] for f in folds]
+        values = np.array([r["map50"] for r in rows], float)
+        row = {"mean": float(values.mean()), "min": float(values.min()),
+               "weighted_mean": float((values * weights).sum() / weights.sum()),
+               "ap50_any_type_mean": float(np.mean([r["ap50_any_type"] for r in rows])),
+               "inference_ms_median": float(np.median([r["inference_ms_median"] for r in rows]))}
+        summary["variants"][name] = row
+        print(f"| {name} | {row['mean']:.4f} | {row['weighted_mean']:.4f} | {row['min']:.4f} | "
+              f"{row['ap50_any_type_mean']:.4f} | {row['inference_ms_median']:.1f} |")
     return {"folds": folds, "summary": summary}
 
 
@@ -197,6 +246,10 @@ def main() -> None:
                         help="with --cv, run only this test group (repeatable)")
     parser.add_argument("--option", action="append", default=[], type=_option,
                         help="a model option KEY=VALUE (JSON value), repeatable")
+    parser.add_argument("--variant", action="append", default=[], type=_variant,
+                        help="also score each fold's network with these inference options, "
+                             "KEY=VALUE[,KEY=VALUE] (e.g. test_flips=true), its own threshold "
+                             "chosen alike; repeatable")
     parser.add_argument("--progress", action="store_true", help="show progress bars")
     parser.add_argument("--save", type=Path, default=None,
                         help="also write the fitted model's tensors (safetensors) here")
@@ -226,7 +279,8 @@ def main() -> None:
     if args.cv:
         print(f"DeepPCB leave-one-group-out: {len(imported.dataset.samples)} pairs; options "
               f"{options}; threads {args.threads}")
-        figures = leave_groups_out(imported.dataset, options, args.progress, args.fold)
+        figures = leave_groups_out(imported.dataset, options, args.progress, args.fold,
+                                   args.variant)
     else:
         dataset = split_detection(imported.dataset, fractions=(0.8, 0.2),
                                   names=("train", "test"), seed=args.seed)
@@ -238,7 +292,8 @@ def main() -> None:
         print(f"DeepPCB: {len(dataset.samples)} pairs; train {len(train)} "
               f"({sorted({s.group for s in train})}), test {len(test)} "
               f"({sorted({s.group for s in test})}); options {options}; threads {args.threads}")
-        figures = fit_and_test(dataset, train, test, options, args.progress, args.save)
+        figures = fit_and_test(dataset, train, test, options, args.progress, args.save,
+                               args.variant)
         _print_figures(figures)
     figures["threads"] = args.threads
     out.parent.mkdir(parents=True, exist_ok=True)

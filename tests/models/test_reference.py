@@ -8,6 +8,7 @@ to call background.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import cv2
@@ -108,6 +109,45 @@ def test_finds_each_inserted_defect_with_its_type_and_box(fitted):
             ious = box_iou([box.xyxy], [d.box for d in same])[0] if same else [0.0]
             found_right += max(ious) >= 0.5
     assert found_right == total
+
+
+@pytest.fixture
+def averaging(fitted):
+    """The fitted model with test-time averaging over flips and window scales switched on."""
+    plain = fitted.config
+    fitted.config = dataclasses.replace(plain, test_flips=True, test_scales=True)
+    yield fitted
+    fitted.config = plain
+
+
+def test_test_time_averaging_still_finds_each_defect_and_changes_the_answer(fitted):
+    part, template, _ = pair(1003)
+    plain = fitted.detect(part, template)
+    with_averaging = {}
+    for options in ({"test_flips": True}, {"test_scales": True},
+                    {"test_flips": True, "test_scales": True}):
+        before = fitted.config
+        fitted.config = dataclasses.replace(before, **options)
+        try:
+            with_averaging[tuple(options)] = fitted.detect(part, template)
+            test_finds_each_inserted_defect_with_its_type_and_box(fitted)
+        finally:
+            fitted.config = before
+    for detections in with_averaging.values():
+        assert detections and detections != plain  # the views are averaged, not ignored
+        assert all(0 <= d.box[0] < d.box[2] <= SIDE and 0 <= d.box[1] < d.box[3] <= SIDE
+                   for d in detections)
+
+
+def test_bundle_keeps_test_time_averaging(averaging, tmp_path):
+    from defectscope.bundle import load_bundle, save_bundle
+
+    averaging.set_threshold(0.5)
+    save_bundle(averaging, tmp_path / "model")
+    loaded = load_bundle(tmp_path / "model").model
+    assert loaded.config.test_flips and loaded.config.test_scales
+    part, template, _ = pair(1004)
+    assert loaded.detect(part, template) == averaging.detect(part, template)
 
 
 def test_a_clean_pair_gives_no_detection(fitted):
@@ -234,6 +274,8 @@ def test_unfitted_and_bad_options_are_clear_errors():
         ReferenceComparison(tolerance=-1)
     with pytest.raises(ConfigError, match="unknown options"):
         ReferenceComparison(colour="blue")
+    with pytest.raises(ConfigError, match="scale_jitter > 0"):
+        ReferenceComparison(test_scales=True, scale_jitter=0)
 
 
 def test_assign_regions_prefers_the_box_holding_the_centre():

@@ -78,6 +78,27 @@ def test_runtime_equals_torch_on_other_boards(reference_bundles):
     assert verdicts == {Verdict.OK, Verdict.NG}
 
 
+def test_runtime_equals_torch_with_test_time_averaging(reference_bundles, tmp_path):
+    from defectscope.bundle import save_bundle
+    from defectscope.training.detection import detection_references
+
+    from tests.models.test_reference import write_dataset
+
+    model = load_bundle(reference_bundles["plain"]).model
+    model.config = dataclasses.replace(model.config, test_flips=True, test_scales=True)
+    boards = write_dataset(tmp_path / "boards", range(3000, 3003))
+    bundle = save_bundle(model, tmp_path / "averaging",
+                         references=detection_references(model, boards, boards.samples))
+    export_onnx(bundle)  # checks the exported network against these references' detections
+    runtime = RuntimeModel.load(bundle)
+    assert runtime.head.settings.test_flips and len(runtime.head.settings.test_scales) == 3
+    limit = _limit(model)
+    for part, template, _ in BOARDS[:4]:
+        expected = model.detect(part, template)
+        assert expected != load_bundle(reference_bundles["plain"]).model.detect(part, template)
+        assert detections_agree(expected, runtime.detect(part, template), limit)
+
+
 def test_the_golden_template_is_used_when_none_is_passed(reference_bundles):
     part, template, _ = pair(1000)
     torch_model = load_bundle(reference_bundles["golden"]).model

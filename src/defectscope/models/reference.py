@@ -38,6 +38,8 @@ from defectscope.scoring.reference_detect import (
     ReferenceSettings,
     candidate_comparison,
     candidate_windows,
+    scaled_settings,
+    window_scales,
 )
 from defectscope.models.fitting.reference_loop import TrainArrays, train_reference_net
 from defectscope.models.reference_net import ReferenceNet
@@ -91,6 +93,11 @@ class ReferenceConfig:
     nms_iou: float = 0.5
     min_confidence: float = 0.05
     unsure_band: float = 0.0
+    # test-time averaging of each window's class probabilities and box: over its eight flips
+    # and quarter turns (8 x the network's work), and over the training window scales of
+    # ``scale_jitter`` (3 x the windows)
+    test_flips: bool = False
+    test_scales: bool = False
 
     def __post_init__(self) -> None:
         self.compare_config()  # validates those fields
@@ -115,6 +122,9 @@ class ReferenceConfig:
             raise ConfigError("nms_iou and min_confidence must be in [0, 1]")
         if not 0 <= self.unsure_band < 1:
             raise ConfigError(f"unsure_band {self.unsure_band} must be in [0, 1)")
+        if self.test_scales and not self.scale_jitter > 0:
+            raise ConfigError("test_scales averages over the training window scales, and "
+                              "scale_jitter 0 trains at one scale: set scale_jitter > 0")
 
     def compare_config(self) -> CompareConfig:
         return CompareConfig(tolerance=self.tolerance, min_difference=self.min_difference,
@@ -202,13 +212,9 @@ class ReferenceComparison(DetectionModel):
                       ) -> list[tuple[np.ndarray, np.ndarray]]:
         """(crops, targets) of the candidates' windows at the jittered scales (none without
         ``scale_jitter``)."""
-        jitter = self.config.scale_jitter
         views = []
-        for scale in ((1.0 / (1.0 + jitter), 1.0 + jitter) if jitter > 0 else ()):
-            settings = dataclasses.replace(
-                self._settings(), context=max(8, int(round(self.config.context * scale))),
-                region_scale=max(1.0, self.config.region_scale * scale))
-            windows, crops = candidate_windows(comparison, settings)
+        for scale in window_scales(self.config.scale_jitter)[1:]:
+            windows, crops = candidate_windows(comparison, scaled_settings(self._settings(), scale))
             target = np.where((owner >= 0)[:, None], encode_boxes(box_of, windows), 0.0)
             views.append((crops, target.astype(np.float32)))
         return views

@@ -52,6 +52,10 @@ class ReferenceSettings:
     crop_size: int
     min_confidence: float
     nms_iou: float
+    # test-time averaging: over the eight flips / quarter turns of each window, and over these
+    # window scales (1.0 alone: none); bundles saved before them have neither
+    test_flips: bool = False
+    test_scales: tuple[float, ...] = (1.0,)
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> "ReferenceSettings":
@@ -61,9 +65,24 @@ class ReferenceSettings:
             return cls(CompareConfig(**{name: config[name] for name in names}),
                        int(config["max_candidates"]), int(config["context"]),
                        float(config["region_scale"]), int(config["crop_size"]),
-                       float(config["min_confidence"]), float(config["nms_iou"]))
+                       float(config["min_confidence"]), float(config["nms_iou"]),
+                       bool(config.get("test_flips", False)),
+                       window_scales(float(config.get("scale_jitter", 0.0)))
+                       if config.get("test_scales", False) else (1.0,))
         except KeyError as error:
             raise ConfigError(f"the reference model's config lacks {error}") from None
+
+
+def window_scales(jitter: float) -> tuple[float, ...]:
+    """The window scales training draws from with ``scale_jitter`` = ``jitter``: 1, then
+    1 / (1 + jitter) and 1 + jitter when it is above 0."""
+    return (1.0, 1.0 / (1.0 + jitter), 1.0 + jitter) if jitter > 0 else (1.0,)
+
+
+def scaled_settings(settings: ReferenceSettings, scale: float) -> ReferenceSettings:
+    """``settings`` with windows ``scale`` times as large (context and region scale alike)."""
+    return dataclasses.replace(settings, context=max(8, int(round(settings.context * scale))),
+                               region_scale=max(1.0, settings.region_scale * scale))
 
 
 def candidate_comparison(image: np.ndarray, template: np.ndarray | None,
@@ -91,9 +110,33 @@ def window_input(crops: np.ndarray) -> np.ndarray:
     return np.asarray(crops, dtype=np.float32) / np.float32(127.5) - np.float32(1.0)
 
 
-def window_outputs(forward: WindowForward, crops: np.ndarray
-                   ) -> tuple[np.ndarray, np.ndarray]:
-    """(class probabilities N x (K + 1) float64, box fractions N x 4) of uint8 crops."""
+def dihedral_crops(crops: np.ndarray, code: int) -> np.ndarray:
+    """One of the eight flips / quarter turns of N x C x s x s windows (``code`` bits, applied in
+    this order: transpose, flip x, flip y; as training's ``reference_loop.dihedral``)."""
+    if code & 1:
+        crops = crops.transpose(0, 1, 3, 2)
+    if code & 2:
+        crops = crops[:, :, :, ::-1]
+    if code & 4:
+        crops = crops[:, :, ::-1, :]
+    return np.ascontiguousarray(crops)
+
+
+def undo_dihedral_boxes(boxes: np.ndarray, code: int) -> np.ndarray:
+    """Box fractions (N x 4: x1, y1, x2, y2) predicted on ``dihedral_crops(crops, code)`` as
+    fractions of the untransformed windows: the three steps undone in reverse order."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    if code & 4:
+        boxes = np.stack([boxes[:, 0], 1 - boxes[:, 3], boxes[:, 2], 1 - boxes[:, 1]], axis=1)
+    if code & 2:
+        boxes = np.stack([1 - boxes[:, 2], boxes[:, 1], 1 - boxes[:, 0], boxes[:, 3]], axis=1)
+    if code & 1:
+        boxes = boxes[:, [1, 0, 3, 2]]
+    return boxes
+
+
+def _window_outputs_once(forward: WindowForward, crops: np.ndarray
+                         ) -> tuple[np.ndarray, np.ndarray]:
     probabilities, offsets = [], []
     for start in range(0, len(crops), WINDOW_BATCH):
         batch = window_input(crops[start:start + WINDOW_BATCH])
@@ -101,6 +144,20 @@ def window_outputs(forward: WindowForward, crops: np.ndarray
         probabilities.append(class_probabilities(logits))
         offsets.append(np.asarray(boxes, dtype=np.float32))
     return np.concatenate(probabilities), np.concatenate(offsets)
+
+
+def window_outputs(forward: WindowForward, crops: np.ndarray, flips: bool = False
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """(class probabilities N x (K + 1) float64, box fractions N x 4) of uint8 crops; with
+    ``flips`` the mean over the eight flips / quarter turns of every window (boxes mapped back
+    to the window first)."""
+    if not flips:
+        return _window_outputs_once(forward, crops)
+    probabilities, offsets = 0.0, 0.0
+    for code in range(8):
+        p, b = _window_outputs_once(forward, dihedral_crops(crops, code))
+        probabilities, offsets = probabilities + p, offsets + undo_dihedral_boxes(b, code)
+    return probabilities / 8.0, (offsets / 8.0).astype(np.float32)
 
 
 def detect_boxes(image: np.ndarray, template: np.ndarray | None, settings: ReferenceSettings,
@@ -113,8 +170,13 @@ def detect_boxes(image: np.ndarray, template: np.ndarray | None, settings: Refer
     comparison = candidate_comparison(image, template, settings)
     if not len(comparison.regions):
         return []
-    windows, crops = candidate_windows(comparison, settings)
-    probabilities, offsets = window_outputs(forward, crops)
-    boxes = comparison.to_image_frame(decode_boxes(offsets, windows))
+    probabilities, boxes = 0.0, 0.0
+    for scale in settings.test_scales:  # test-time averaging over window scales, if asked
+        windows, crops = candidate_windows(comparison, scaled_settings(settings, scale))
+        p, offsets = window_outputs(forward, crops, settings.test_flips)
+        probabilities, boxes = probabilities + p, boxes + decode_boxes(offsets, windows)
+    n = len(settings.test_scales)
+    boxes = comparison.to_image_frame(boxes / n)
+    probabilities = probabilities / n
     return box_detections(probabilities, boxes, np.shape(image)[:2], classes,
                           settings.min_confidence, settings.nms_iou)
