@@ -86,6 +86,7 @@ class ReferenceConfig:
     background_ratio: float = 1.0  # background windows drawn per defect window each epoch
     patience: int = 4
     augment: bool = True
+    ema_decay: float = 0.0  # > 0: validate and keep a moving average of the weights
     val_fraction: float = 0.15  # carved off train (whole groups) when no val is given
     max_train_seconds: float | None = None
     seed: int = 0
@@ -114,6 +115,8 @@ class ReferenceConfig:
                 and self.background_ratio >= 0):
             raise ConfigError("lr must be > 0; weight_decay, box_weight and background_ratio "
                               ">= 0")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ConfigError(f"ema_decay must be in [0, 1), not {self.ema_decay}")
         if not 0.0 < self.val_fraction < 1.0 or self.max_candidates < 1:
             raise ConfigError("val_fraction must be in (0, 1) and max_candidates >= 1")
         if self.max_train_seconds is not None and not self.max_train_seconds > 0:

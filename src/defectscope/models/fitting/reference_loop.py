@@ -6,7 +6,8 @@ window scales drawn at random (``scale_jitter``), the eight flips and quarter tu
 window with its box moved alike, AdamW with a warm-up and cosine schedule
 over steps or time (whichever runs out first), and the checkpoint with the best validation
 candidate AP kept (early stop after ``patience`` epochs without a better one, or at
-``max_train_seconds``).
+``max_train_seconds``). With ``ema_decay`` > 0 a moving average of the weights is what each
+epoch validates and what is kept (``fitting.averaging``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm import tqdm
 
+from defectscope.models.fitting.averaging import WeightAverage
 from defectscope.models.fitting.eta import format_remaining, remaining_seconds
 from defectscope.models.reference_net import to_input
 
@@ -156,8 +158,8 @@ def train_reference_net(net: nn.Module, train: TrainArrays, val: TrainArrays, co
     """Fit ``net`` in place (see the module docstring); returns the training record.
 
     ``config`` supplies ``epochs``, ``lr``, ``batch_size``, ``weight_decay``, ``box_weight``,
-    ``background_ratio``, ``patience``, ``augment``, ``seed`` and ``max_train_seconds`` (the
-    reference model's ``ReferenceConfig``).
+    ``background_ratio``, ``patience``, ``augment``, ``seed``, ``max_train_seconds`` and
+    ``ema_decay`` (the reference model's ``ReferenceConfig``).
     """
     c = config
     epochs, lr, batch_size, seed = c.epochs, c.lr, c.batch_size, c.seed
@@ -170,6 +172,9 @@ def train_reference_net(net: nn.Module, train: TrainArrays, val: TrainArrays, co
     per_epoch = len(positives) + n_background
     steps = max(1, epochs * ((per_epoch + batch_size - 1) // batch_size))
     optimiser = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=c.weight_decay)
+    # the average forgets its start over about one epoch's steps
+    average = (WeightAverage(net, c.ema_decay, ramp_steps=steps // epochs)
+               if c.ema_decay > 0 else None)
     started = time.perf_counter()
     step = 0
     best_score, best_loss, best_state, best_epoch, stale = -1.0, np.inf, None, 0, 0
@@ -207,9 +212,15 @@ def train_reference_net(net: nn.Module, train: TrainArrays, val: TrainArrays, co
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
+            if average is not None:
+                average.update(net)
             total += float(loss.detach()) * len(index)
             seen += len(index)
             bar.set_postfix(loss=f"{total / seen:.4f}")
+        live = None
+        if average is not None:  # validate (and keep) the averaged weights
+            live = copy.deepcopy(net.state_dict())
+            net.load_state_dict(average.state)
         probabilities, offsets = run_net(net, val.crops)
         score = candidate_ap(probabilities, offsets, val.labels, val.targets)
         val_loss = window_loss(probabilities, offsets, val, c.box_weight)
@@ -227,6 +238,8 @@ def train_reference_net(net: nn.Module, train: TrainArrays, val: TrainArrays, co
             best_state = copy.deepcopy(net.state_dict())
         else:
             stale += 1
+        if live is not None:
+            net.load_state_dict(live)
         if stale >= patience:
             stop_reason = f"no better validation AP for {patience} epochs"
             break
