@@ -228,6 +228,10 @@ def load_bundle(model_dir: str | os.PathLike[str]) -> Bundle:
         # ...and before PatchCore's second scale existed, with one scale.
         if "context_downscale" in config_fields:
             config.setdefault("context_downscale", 1)
+        # ...and before the reference comparison's test-time averaging, without it.
+        for option in ("test_flips", "test_scales"):
+            if option in config_fields:
+                config.setdefault(option, False)
         model = create_model(info["model"]["name"], **config)
         arrays = load_file(str(model_dir / TENSORS))
         weights = WeightsSource(**info["weights"])

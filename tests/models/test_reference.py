@@ -111,43 +111,62 @@ def test_finds_each_inserted_defect_with_its_type_and_box(fitted):
     assert found_right == total
 
 
-@pytest.fixture
-def averaging(fitted):
-    """The fitted model with test-time averaging over flips and window scales switched on."""
-    plain = fitted.config
-    fitted.config = dataclasses.replace(plain, test_flips=True, test_scales=True)
-    yield fitted
-    fitted.config = plain
+NO_AVERAGING = {"test_flips": False, "test_scales": False}
 
 
-def test_test_time_averaging_still_finds_each_defect_and_changes_the_answer(fitted):
+def test_test_time_averaging_is_on_by_default_and_each_view_changes_the_answer(fitted):
+    assert fitted.config.test_flips and fitted.config.test_scales
     part, template, _ = pair(1003)
-    plain = fitted.detect(part, template)
-    with_averaging = {}
-    for options in ({"test_flips": True}, {"test_scales": True},
-                    {"test_flips": True, "test_scales": True}):
-        before = fitted.config
-        fitted.config = dataclasses.replace(before, **options)
-        try:
-            with_averaging[tuple(options)] = fitted.detect(part, template)
+    before = fitted.config
+    detections = {}
+    try:
+        for options in ({}, {"test_flips": False}, {"test_scales": False}, NO_AVERAGING):
+            fitted.config = dataclasses.replace(before, **options)
+            detections[tuple(options.items())] = fitted.detect(part, template)
             test_finds_each_inserted_defect_with_its_type_and_box(fitted)
-        finally:
-            fitted.config = before
-    for detections in with_averaging.values():
-        assert detections and detections != plain  # the views are averaged, not ignored
-        assert all(0 <= d.box[0] < d.box[2] <= SIDE and 0 <= d.box[1] < d.box[3] <= SIDE
-                   for d in detections)
+    finally:
+        fitted.config = before
+    plain = detections[tuple(NO_AVERAGING.items())]
+    for key, found in detections.items():
+        assert found and all(0 <= d.box[0] < d.box[2] <= SIDE and 0 <= d.box[1] < d.box[3] <= SIDE
+                             for d in found)
+        if key != tuple(NO_AVERAGING.items()):
+            assert found != plain  # the views are averaged, not ignored
 
 
-def test_bundle_keeps_test_time_averaging(averaging, tmp_path):
-    from defectscope.bundle import load_bundle, save_bundle
+def test_scale_jitter_zero_leaves_one_scale_to_average():
+    from defectscope.scoring.reference_detect import ReferenceSettings
 
-    averaging.set_threshold(0.5)
-    save_bundle(averaging, tmp_path / "model")
+    config = ReferenceComparison(**{**FAST, "scale_jitter": 0}).config
+    assert config.test_scales and ReferenceSettings.from_config(config.to_dict()).test_scales == (1.0,)
+
+
+def test_bundle_keeps_test_time_averaging_and_old_bundles_load_without_it(fitted, tmp_path):
+    import json
+
+    from defectscope.bundle import BUNDLE_JSON, load_bundle, save_bundle
+
+    fitted.set_threshold(0.5)
+    save_bundle(fitted, tmp_path / "model")
     loaded = load_bundle(tmp_path / "model").model
     assert loaded.config.test_flips and loaded.config.test_scales
     part, template, _ = pair(1004)
-    assert loaded.detect(part, template) == averaging.detect(part, template)
+    assert loaded.detect(part, template) == fitted.detect(part, template)
+    # a bundle written before the options existed: its config lacks them, and it keeps
+    # scoring as it did (no averaging)
+    info_path = tmp_path / "model" / BUNDLE_JSON
+    info = json.loads(info_path.read_text())
+    for option in NO_AVERAGING:
+        del info["model"]["config"][option]
+    info_path.write_text(json.dumps(info))
+    old = load_bundle(tmp_path / "model").model
+    assert not old.config.test_flips and not old.config.test_scales
+    before = fitted.config
+    fitted.config = dataclasses.replace(before, **NO_AVERAGING)
+    try:
+        assert old.detect(part, template) == fitted.detect(part, template)
+    finally:
+        fitted.config = before
 
 
 def test_a_clean_pair_gives_no_detection(fitted):
@@ -274,8 +293,8 @@ def test_unfitted_and_bad_options_are_clear_errors():
         ReferenceComparison(tolerance=-1)
     with pytest.raises(ConfigError, match="unknown options"):
         ReferenceComparison(colour="blue")
-    with pytest.raises(ConfigError, match="scale_jitter > 0"):
-        ReferenceComparison(test_scales=True, scale_jitter=0)
+    with pytest.raises(ConfigError, match="ema_decay"):
+        ReferenceComparison(ema_decay=1.0)
 
 
 def test_assign_regions_prefers_the_box_holding_the_centre():
