@@ -15,7 +15,8 @@ is met; it prints each fold, the mean, the image-weighted mean and the worst fol
     python benchmarks/detection_deeppcb.py --cv --threads 2          # about 50 min on 2 cores
     python benchmarks/detection_deeppcb.py --subsample 200 --max-train-seconds 120  # quick look
     python benchmarks/detection_deeppcb.py --option epochs=16 --option crop_size=64
-    python benchmarks/detection_deeppcb.py --cv --variant test_flips=true   # same nets, TTA too
+    python benchmarks/detection_deeppcb.py --cv --variant test_flips=false,test_scales=false
+        # the same networks scored without test-time averaging too
 
 Figures go to stdout and to benchmarks/results/detection-deeppcb.json (``-cv.json`` with
 ``--cv``; or ``--out``).
