@@ -35,6 +35,10 @@ DATA = Path(os.environ.get("DEFECTSCOPE_SHARED_DATA",
                            Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 
+# what --variant may change on a fitted network: the options read at inference only
+INFERENCE_OPTIONS = {"test_flips", "test_scales", "min_confidence", "nms_iou"}
+
+
 def _option(text: str) -> tuple[str, object]:
     key, _, value = text.partition("=")
     try:
@@ -274,6 +278,18 @@ def main() -> None:
     options.setdefault("seed", args.seed)
     if args.max_train_seconds:
         options["max_train_seconds"] = args.max_train_seconds
+    from defectscope.errors import ConfigError
+    from defectscope.models.registry import create_model
+
+    for variant in [{}] + args.variant:  # refused now, not after the first fold's training
+        if set(variant) - INFERENCE_OPTIONS:
+            parser.error(f"--variant takes inference options only "
+                         f"({', '.join(sorted(INFERENCE_OPTIONS))}), not "
+                         f"{sorted(set(variant) - INFERENCE_OPTIONS)}")
+        try:
+            create_model("reference", **{**options, **variant})
+        except ConfigError as error:
+            parser.error(str(error))
     results = Path(__file__).parent / "results"
     out = args.out or results / ("detection-deeppcb-cv.json" if args.cv
                                  else "detection-deeppcb.json")
